@@ -1,0 +1,149 @@
+# lunet: a deep-learning library for Lua 5.4 with a C core.
+#
+#   make            build lunet/core.so (and link lua/lunet/* beside it), ready for
+#                   `lua5.4 examples/<x>.lua` from the repository root
+#   make test       install missing Debian packages, build, run the C tests, the same tests
+#                   under AddressSanitizer + UndefinedBehaviorSanitizer, a valgrind leak check,
+#                   and the busted specs
+#   make demo       install missing Debian packages, build, run the demo
+#   make install    install the module under $(PREFIX) (luarocks uses install-rock)
+#   make clean      remove build products
+
+LUA            ?= lua5.4
+LUA_VERSION    := 5.4
+PREFIX         ?= /usr/local
+INST_LIBDIR    ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
+INST_LUADIR    ?= $(PREFIX)/share/lua/$(LUA_VERSION)
+INST_INCDIR    ?= $(PREFIX)/include
+LUA_INCDIR     ?= /usr/include/lua5.4
+BLAS_CFLAGS    ?= $(shell pkg-config --cflags openblas 2>/dev/null || echo -I/usr/include/x86_64-linux-gnu/openblas-pthread)
+BLAS_LIBS      ?= $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
+CC             ?= cc
+OPT            ?= -O2 -g
+
+WARNINGS   := -Wall -Wextra -Werror
+CFLAGS_ALL := -std=c11 $(WARNINGS) -fPIC -Icore/include $(BLAS_CFLAGS) $(CFLAGS)
+LIBS       := $(BLAS_LIBS) -lm -lpthread
+SANITIZE   := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -DLUNET_ALLOC_NO_CACHE
+
+CORE_SRC   := $(sort $(wildcard core/src/*.c))
+BIND_SRC   := $(sort $(wildcard bindings/*.c))
+TEST_SRC   := $(sort $(wildcard core/tests/test_*.c))
+HEADERS    := core/include/lunet.h core/src/internal.h bindings/binding.h
+LUA_TOP    := $(sort $(wildcard lua/lunet/*))
+
+CORE_OBJ   := $(CORE_SRC:%.c=build/release/%.o)
+BIND_OBJ   := $(BIND_SRC:%.c=build/release/%.o)
+ASAN_OBJ   := $(CORE_SRC:%.c=build/asan/%.o)
+TEST_BIN   := $(TEST_SRC:core/tests/%.c=build/release/tests/%)
+ASAN_BIN   := $(TEST_SRC:core/tests/%.c=build/asan/tests/%)
+
+# System packages the build, the tests and the demo need (Debian 12).
+DEB_PACKAGES := gcc make pkg-config lua5.4 liblua5.4-dev libopenblas-dev zlib1g-dev lua-cjson \
+                lua-busted luarocks valgrind dataset-fashion-mnist
+
+.PHONY: all deps test ctest ctest-asan valgrind-check spec demo install install-rock uninstall clean check-rock
+
+all: lunet/core.so lunet/.links
+
+# ---- system packages ------------------------------------------------------------------------
+
+deps:
+	@missing=""; \
+	for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi; \
+	  $$sudo apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+# ---- the library and the Lua module ----------------------------------------------------------
+
+build/release/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(OPT) $(CFLAGS_ALL) -I$(LUA_INCDIR) -c $< -o $@
+
+build/release/liblunet.a: $(CORE_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+lunet/core.so: $(CORE_OBJ) $(BIND_OBJ)
+	@mkdir -p lunet
+	$(CC) -shared -o $@ $^ $(LIBS) $(LDFLAGS)
+
+# lunet/ also links the pure-Lua modules so that require("lunet") works from the repo root.
+lunet/.links: $(LUA_TOP)
+	@mkdir -p lunet
+	@for f in $(LUA_TOP); do ln -sfn ../$$f lunet/$$(basename $$f); done
+	@touch $@
+
+# ---- tests ------------------------------------------------------------------------------------
+
+build/release/tests/%: core/tests/%.c core/tests/check.h build/release/liblunet.a
+	@mkdir -p $(dir $@)
+	$(CC) $(OPT) $(CFLAGS_ALL) -Icore/src $< build/release/liblunet.a -o $@ $(LIBS)
+
+build/asan/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) -O1 -g $(SANITIZE) $(CFLAGS_ALL) -c $< -o $@
+
+build/asan/tests/%: core/tests/%.c core/tests/check.h $(ASAN_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -O1 -g $(SANITIZE) $(CFLAGS_ALL) -Icore/src $< $(ASAN_OBJ) -o $@ $(LIBS)
+
+ctest: $(TEST_BIN)
+	@echo "== C tests"
+	@for t in $(TEST_BIN); do $$t || exit 1; done
+
+ctest-asan: $(ASAN_BIN)
+	@echo "== C tests under AddressSanitizer + UndefinedBehaviorSanitizer"
+	@for t in $(ASAN_BIN); do \
+	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 $$t || exit 1; \
+	done
+
+# No definitely-lost bytes from a script that exercises tensors, views, errors and autograd.
+valgrind-check: all
+	@echo "== valgrind leak check"
+	@LUNET_ALLOC_CACHE=0 OPENBLAS_NUM_THREADS=1 valgrind -q --leak-check=full --errors-for-leak-kinds=definite \
+	  --error-exitcode=3 $(LUA) spec/scripts/leakcheck.lua
+
+spec: all
+	@echo "== busted specs"
+	busted --lua=$(LUA) -o utfTerminal
+
+test: deps
+	@$(MAKE) --no-print-directory all ctest ctest-asan valgrind-check spec
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	$(LUA) examples/demo.lua
+
+# The rockspec path, exercised in a throwaway tree: installs, then loads from another dir.
+check-rock: all
+	@rm -rf build/rocktree
+	luarocks --lua-version $(LUA_VERSION) --tree build/rocktree make --deps-mode=none rockspec/lunet-scm-1.rockspec
+	cd /tmp && eval "$$(luarocks --lua-version $(LUA_VERSION) --tree $(CURDIR)/build/rocktree path)" && \
+	  $(LUA) -e 'print(require("lunet").tensor({1,2,3}))'
+
+# ---- installation -----------------------------------------------------------------------------
+
+install: all
+	install -d $(DESTDIR)$(INST_LIBDIR)/lunet $(DESTDIR)$(INST_LUADIR) $(DESTDIR)$(INST_INCDIR)
+	install -m 0755 lunet/core.so $(DESTDIR)$(INST_LIBDIR)/lunet/core.so
+	cp -R lua/lunet $(DESTDIR)$(INST_LUADIR)/
+	install -m 0644 core/include/lunet.h $(DESTDIR)$(INST_INCDIR)/lunet.h
+
+# luarocks' make backend: the module and the Lua files into the rock's directories.
+install-rock: all
+	install -d $(INST_LIBDIR)/lunet $(INST_LUADIR)
+	install -m 0755 lunet/core.so $(INST_LIBDIR)/lunet/core.so
+	cp -R lua/lunet $(INST_LUADIR)/
+
+uninstall:
+	rm -rf $(DESTDIR)$(INST_LIBDIR)/lunet $(DESTDIR)$(INST_LUADIR)/lunet $(DESTDIR)$(INST_INCDIR)/lunet.h
+
+clean:
+	rm -rf build lunet

@@ -1,0 +1,90 @@
+/*
+ * binding.h: what the files of lunet/core.so share.
+ *
+ * Every function the module registers is a C closure whose first upvalue is the binding's
+ * context (a full userdata), so no state lives in C globals.  Indices and dims arrive 1-based
+ * from Lua and are converted here, and only here, to the C API's 0-based convention.
+ */
+#ifndef LUNET_BINDING_H
+#define LUNET_BINDING_H
+
+#include "lunet.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#define LUNET_TENSOR_MT "lunet.Tensor"
+
+/* Upvalue 1 of every registered function. */
+typedef struct binding_context {
+    /* C bytes allocated for Lua-visible tensors and not yet reported to Lua's collector. */
+    size_t unreported_bytes;
+} binding_context;
+
+#define CONTEXT_UPVALUE lua_upvalueindex(1)
+/* Where luaopen_lunet_core keeps the context while it registers functions. */
+#define LUNET_CONTEXT_KEY "lunet.context"
+binding_context *binding_context_get(lua_State *L);
+
+/* ---- tensor userdata (tensor_object.c) --------------------------------------------------- */
+
+/* The tensor at idx; raises a clear error for a non-tensor or a released tensor. */
+lunet_tensor *tensor_check(lua_State *L, int idx);
+/* The tensor at idx, or NULL when it is not a tensor (raises only for a released one). */
+lunet_tensor *tensor_test(lua_State *L, int idx);
+/* Pushes t, taking over the caller's reference.  push_new also tells Lua's collector about
+ * the storage bytes, so that memory held by unreachable tensors is reclaimed in step with
+ * allocation; views (shared storage) use push_view. */
+void tensor_push_new(lua_State *L, lunet_tensor *t);
+void tensor_push_view(lua_State *L, lunet_tensor *t);
+/* Raises lunet_last_error() as a Lua error.  Release C temporaries before calling it. */
+int raise_status(lua_State *L);
+/* Registers the metatable and the methods table; leaves the methods table on the stack. */
+void tensor_object_open(lua_State *L);
+
+/* ---- arguments (args.c) --------------------------------------------------------------------- */
+
+/* Reads a shape given as a table {2, 3} or as integers from idx on.  Returns the number of
+ * dims; *next is the first argument after the shape. */
+int shape_arg(lua_State *L, int idx, int64_t *shape, int *next, const char *op);
+/* A dtype name at idx (nil: dflt). */
+lunet_dtype dtype_arg(lua_State *L, int idx, lunet_dtype dflt, const char *op);
+/* A Lua dim (1..ndim or -ndim..-1; extra = 1 allows ndim+1 for unsqueeze) as a C dim. */
+int dim_arg(lua_State *L, int idx, int ndim, int extra, const char *op);
+/* A 1-based (or negative, from the end) Lua index into a dim of size: the 0-based index. */
+int64_t index_arg(lua_State *L, int idx, int64_t size, int lua_dim, const char *op);
+/* The value of field name in the options table at idx (pushed; nil when absent). */
+int opt_field(lua_State *L, int idx, const char *name);
+/* Creation options: a dtype name or a table {dtype=, requires_grad=} at idx. */
+typedef struct create_options {
+    lunet_dtype dtype;
+    bool requires_grad;
+} create_options;
+create_options create_options_arg(lua_State *L, int idx, const char *op);
+/* Applies requires_grad and pushes t as a new tensor. */
+int push_created(lua_State *L, lunet_tensor *t, lunet_status s, create_options o);
+
+/* ---- conversions between Lua values and tensors (convert.c) --------------------------------- */
+
+/* A tensor from a number or nested table at idx, in dtype. */
+lunet_status tensor_from_lua(lua_State *L, int idx, lunet_dtype dtype, lunet_tensor **out);
+/* Pushes the element at byte address p as an integer or a float. */
+void push_element(lua_State *L, const void *p, lunet_dtype dtype);
+/* Pushes the tensor as nested tables (a number for a 0-d tensor). */
+void push_table(lua_State *L, const lunet_tensor *t);
+/* A tensor operand at idx: the tensor itself (retained) or, for a Lua number, a 0-d tensor
+ * typed like `like` (a float number next to an integer tensor becomes f32). */
+lunet_tensor *operand_arg(lua_State *L, int idx, const lunet_tensor *like, const char *op);
+
+/* ---- registration ---------------------------------------------------------------------------- */
+
+/* Adds the tensor methods (tensor_methods.c) to the table on top of the stack. */
+void tensor_methods_register(lua_State *L);
+/* Adds __add, __sub, __mul, __div, __pow and __unm to the metatable on top of the stack. */
+void tensor_metamethods_register(lua_State *L);
+/* Adds the module functions (module.c) to the table on top of the stack. */
+void module_functions_register(lua_State *L);
+/* luaL_setfuncs with the context as the one upvalue; the table is on top of the stack. */
+void register_with_context(lua_State *L, const luaL_Reg *funcs);
+
+#endif /* LUNET_BINDING_H */

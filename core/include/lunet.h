@@ -1,0 +1,363 @@
+/*
+ * lunet.h: the public C API of lunet, a deep-learning library for Lua 5.4 with a C core.
+ *
+ * Overview
+ * --------
+ * A lunet_tensor is a strided view (shape, strides, offset, dtype) onto a refcounted
+ * lunet_storage.  Views (reshape, transpose, narrow, expand, ...) share storage; every op
+ * returns a new reference that the caller releases with lunet_tensor_release().
+ *
+ * Every differentiable op records itself on a define-by-run autograd graph when grad mode is
+ * on (the default) and one of its inputs requires grad; lunet_tensor_backward() walks that
+ * graph in reverse and accumulates gradients into the leaves' .grad tensors.
+ *
+ * Conventions
+ * -----------
+ * - Functions that can fail return lunet_status (LUNET_OK == 0, errors < 0) and hand their
+ *   results back through out-parameters that come first.  On failure nothing is leaked,
+ *   out-parameters are left NULL, and lunet_last_error() holds a message that names the op
+ *   and the problem, e.g. "matmul: [2,3] x [4,5]: inner sizes differ".
+ * - "Returns a new reference" means the caller owns one reference and must release it;
+ *   "borrowed" means the pointer is valid as long as its owner is.
+ * - Dimensions are 0-based; a negative dimension counts from the end (-1 is the last).
+ * - Nothing in lunet exits, aborts or longjmps on bad input.
+ *
+ * Example
+ * -------
+ *     lunet_tensor *w = NULL, *x = NULL, *y = NULL, *loss = NULL;
+ *     int64_t shape[2] = {64, 64};
+ *     lunet_tensor_randn(&w, LUNET_DTYPE_F32, 2, shape);
+ *     lunet_tensor_set_requires_grad(w, true);
+ *     lunet_tensor_ones(&x, LUNET_DTYPE_F32, 2, shape);
+ *     lunet_tensor_matmul(&y, x, w);
+ *     lunet_tensor_sum_all(&loss, y);
+ *     if (lunet_tensor_backward(loss, NULL, false) != LUNET_OK)
+ *         fprintf(stderr, "%s\n", lunet_last_error());
+ *     // lunet_tensor_grad(w) now holds d loss / d w (borrowed).
+ *     lunet_tensor_release(loss); lunet_tensor_release(y);
+ *     lunet_tensor_release(x); lunet_tensor_release(w);
+ */
+#ifndef LUNET_H
+#define LUNET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LUNET_VERSION "0.1.0"
+
+/* ------------------------------------------------------------------------------------------
+ * Status codes
+ * ---------------------------------------------------------------------------------------- */
+
+/* One list generates the enum, lunet_status_name() and lunet_status_str(). */
+#define LUNET_STATUS_LIST(X)                                                        \
+    X(OK, 0, "ok")                                                                  \
+    X(ERR_NOMEM, -1, "out of memory")                                               \
+    X(ERR_SHAPE, -2, "shape mismatch")                                              \
+    X(ERR_DTYPE, -3, "unsupported dtype")                                           \
+    X(ERR_INDEX, -4, "index out of range")                                          \
+    X(ERR_ARG, -5, "invalid argument")                                              \
+    X(ERR_AUTOGRAD, -6, "autograd error")                                           \
+    X(ERR_IO, -7, "input/output error")                                             \
+    X(ERR_FORMAT, -8, "malformed data")
+
+typedef enum lunet_status {
+#define LUNET__STATUS_ENUM(name, value, text) LUNET_##name = value,
+    LUNET_STATUS_LIST(LUNET__STATUS_ENUM)
+#undef LUNET__STATUS_ENUM
+} lunet_status;
+
+/* "LUNET_ERR_SHAPE" for LUNET_ERR_SHAPE; "unknown" for values outside the list. */
+const char *lunet_status_name(lunet_status status);
+/* A short description ("shape mismatch"). */
+const char *lunet_status_str(lunet_status status);
+/* The detailed message of the last failure on this thread (borrowed, never NULL). */
+const char *lunet_last_error(void);
+
+/* ------------------------------------------------------------------------------------------
+ * Data types
+ * ---------------------------------------------------------------------------------------- */
+
+typedef enum lunet_dtype {
+    LUNET_DTYPE_F32 = 0, /* the default */
+    LUNET_DTYPE_F64,
+    LUNET_DTYPE_I64,
+    LUNET_DTYPE_I32,
+    LUNET_DTYPE_I8,
+    LUNET_DTYPE_U8,
+    LUNET_DTYPE_COUNT
+} lunet_dtype;
+
+/* "f32", "f64", "i64", "i32", "i8", "u8"; "?" for an invalid value. */
+const char *lunet_dtype_name(lunet_dtype dtype);
+/* Parses a name produced by lunet_dtype_name(). */
+lunet_status lunet_dtype_from_name(lunet_dtype *out, const char *name);
+size_t lunet_dtype_size(lunet_dtype dtype);
+bool lunet_dtype_is_float(lunet_dtype dtype);
+
+/* ------------------------------------------------------------------------------------------
+ * Tensors: life cycle and properties
+ * ---------------------------------------------------------------------------------------- */
+
+#define LUNET_MAX_DIMS 8
+
+typedef struct lunet_tensor lunet_tensor;
+
+/* Adds a reference; returns t.  Safe to call from several threads. */
+lunet_tensor *lunet_tensor_retain(const lunet_tensor *t);
+/* Drops a reference; frees the tensor (and its storage, graph node and grad when they have
+ * no other owner) at zero.  NULL is ignored.  Long autograd chains are freed iteratively. */
+void lunet_tensor_release(lunet_tensor *t);
+
+int lunet_tensor_ndim(const lunet_tensor *t);
+const int64_t *lunet_tensor_shape(const lunet_tensor *t);   /* borrowed, ndim entries */
+const int64_t *lunet_tensor_strides(const lunet_tensor *t); /* in elements */
+int64_t lunet_tensor_numel(const lunet_tensor *t);
+lunet_dtype lunet_tensor_dtype(const lunet_tensor *t);
+bool lunet_tensor_is_contiguous(const lunet_tensor *t);
+/* Address of the first element (borrowed).  Writing through it bypasses autograd's in-place
+ * checks; use lunet_tensor_mark_modified() afterwards. */
+void *lunet_tensor_data(const lunet_tensor *t);
+/* Bytes of the underlying storage (shared by all views of it). */
+size_t lunet_tensor_storage_nbytes(const lunet_tensor *t);
+/* True when a and b are views of one storage (writing one may change the other). */
+bool lunet_tensor_shares_storage(const lunet_tensor *a, const lunet_tensor *b);
+/* Tells autograd that the tensor's data was changed in place through lunet_tensor_data(). */
+void lunet_tensor_mark_modified(lunet_tensor *t);
+
+/* Formats a shape as "[2,3]" into buf (always NUL-terminated); returns buf. */
+char *lunet_shape_format(char *buf, size_t size, int ndim, const int64_t *shape);
+
+/* ------------------------------------------------------------------------------------------
+ * Creation.  Each returns a new contiguous tensor (a new reference) in *out.
+ * ---------------------------------------------------------------------------------------- */
+
+/* Uninitialised memory. */
+lunet_status lunet_tensor_empty(lunet_tensor **out, lunet_dtype dtype, int ndim,
+                                const int64_t *shape);
+lunet_status lunet_tensor_zeros(lunet_tensor **out, lunet_dtype dtype, int ndim,
+                                const int64_t *shape);
+lunet_status lunet_tensor_ones(lunet_tensor **out, lunet_dtype dtype, int ndim,
+                               const int64_t *shape);
+lunet_status lunet_tensor_full(lunet_tensor **out, lunet_dtype dtype, int ndim,
+                               const int64_t *shape, double value);
+/* Copies numel elements of dtype from data (C order). */
+lunet_status lunet_tensor_from_data(lunet_tensor **out, lunet_dtype dtype, int ndim,
+                                    const int64_t *shape, const void *data);
+/* start, start + step, ... while < end (> end for a negative step). */
+lunet_status lunet_tensor_arange(lunet_tensor **out, lunet_dtype dtype, double start, double end,
+                                 double step);
+/* steps evenly spaced values from start to end inclusive. */
+lunet_status lunet_tensor_linspace(lunet_tensor **out, lunet_dtype dtype, double start,
+                                   double end, int64_t steps);
+/* An n x m matrix with ones on the diagonal. */
+lunet_status lunet_tensor_eye(lunet_tensor **out, lunet_dtype dtype, int64_t n, int64_t m);
+/* Uniform in [0, 1) and standard normal, from the default generator (float dtypes only). */
+lunet_status lunet_tensor_rand(lunet_tensor **out, lunet_dtype dtype, int ndim,
+                               const int64_t *shape);
+lunet_status lunet_tensor_randn(lunet_tensor **out, lunet_dtype dtype, int ndim,
+                                const int64_t *shape);
+
+/* ------------------------------------------------------------------------------------------
+ * Random numbers.  The default generator (xoshiro256**) is process-wide and not locked: draw
+ * from one thread at a time.  The same seed gives the same numbers on every machine.
+ * ---------------------------------------------------------------------------------------- */
+
+void lunet_manual_seed(uint64_t seed);
+void lunet_rng_get_state(uint64_t state[4]);
+void lunet_rng_set_state(const uint64_t state[4]);
+/* Uniform double in [0, 1) and standard normal double from the default generator. */
+double lunet_rng_uniform(void);
+double lunet_rng_normal(void);
+
+/* ------------------------------------------------------------------------------------------
+ * Elements and in-place writes
+ * ---------------------------------------------------------------------------------------- */
+
+/* index holds ndim 0-based (or negative, from the end) indices. */
+lunet_status lunet_tensor_get_f64(double *out, const lunet_tensor *t, const int64_t *index);
+lunet_status lunet_tensor_get_i64(int64_t *out, const lunet_tensor *t, const int64_t *index);
+lunet_status lunet_tensor_set_f64(lunet_tensor *t, const int64_t *index, double value);
+lunet_status lunet_tensor_set_i64(lunet_tensor *t, const int64_t *index, int64_t value);
+/* The single element of a one-element tensor. */
+lunet_status lunet_tensor_item_f64(double *out, const lunet_tensor *t);
+lunet_status lunet_tensor_item_i64(int64_t *out, const lunet_tensor *t);
+/* Sets every element to value (converted to t's dtype). */
+lunet_status lunet_tensor_fill(lunet_tensor *t, double value);
+/* Copies src into dst, broadcasting src to dst's shape and converting its dtype. */
+lunet_status lunet_tensor_copy(lunet_tensor *dst, const lunet_tensor *src);
+
+/* ------------------------------------------------------------------------------------------
+ * Copies, conversions and views.  All return a new reference in *out and are differentiable
+ * (conversions between float dtypes; integer tensors never require grad).
+ * Views share storage with their input.
+ * ---------------------------------------------------------------------------------------- */
+
+lunet_status lunet_tensor_clone(lunet_tensor **out, const lunet_tensor *t);
+/* Returns t itself (retained) when it is already contiguous. */
+lunet_status lunet_tensor_contiguous(lunet_tensor **out, const lunet_tensor *t);
+/* Returns t itself (retained) when it already has that dtype. */
+lunet_status lunet_tensor_to(lunet_tensor **out, const lunet_tensor *t, lunet_dtype dtype);
+/* Shares data, has no grad_fn and does not require grad. */
+lunet_status lunet_tensor_detach(lunet_tensor **out, const lunet_tensor *t);
+
+/* One entry of shape may be -1 (inferred).  view fails when the strides do not allow it;
+ * reshape then copies. */
+lunet_status lunet_tensor_view(lunet_tensor **out, const lunet_tensor *t, int ndim,
+                               const int64_t *shape);
+lunet_status lunet_tensor_reshape(lunet_tensor **out, const lunet_tensor *t, int ndim,
+                                  const int64_t *shape);
+lunet_status lunet_tensor_transpose(lunet_tensor **out, const lunet_tensor *t, int dim0, int dim1);
+/* dims is a permutation of 0..ndim-1 (negative entries allowed). */
+lunet_status lunet_tensor_permute(lunet_tensor **out, const lunet_tensor *t, const int *dims);
+/* Elements start .. start+length-1 of dim. */
+lunet_status lunet_tensor_narrow(lunet_tensor **out, const lunet_tensor *t, int dim,
+                                 int64_t start, int64_t length);
+/* Elements start, start+step, ... < stop of dim (step > 0). */
+lunet_status lunet_tensor_slice(lunet_tensor **out, const lunet_tensor *t, int dim,
+                                int64_t start, int64_t stop, int64_t step);
+/* The slice at index of dim, with that dim removed. */
+lunet_status lunet_tensor_select(lunet_tensor **out, const lunet_tensor *t, int dim,
+                                 int64_t index);
+/* Removes dim if its size is 1 (otherwise returns a plain view of t). */
+lunet_status lunet_tensor_squeeze(lunet_tensor **out, const lunet_tensor *t, int dim);
+/* Removes every dim of size 1. */
+lunet_status lunet_tensor_squeeze_all(lunet_tensor **out, const lunet_tensor *t);
+/* Inserts a dim of size 1 at position dim (0..ndim; negative counts from ndim+1). */
+lunet_status lunet_tensor_unsqueeze(lunet_tensor **out, const lunet_tensor *t, int dim);
+/* Merges dims start_dim..end_dim into one. */
+lunet_status lunet_tensor_flatten(lunet_tensor **out, const lunet_tensor *t, int start_dim,
+                                  int end_dim);
+/* Broadcasts size-1 dims (and new leading dims) to shape; -1 keeps a size. */
+lunet_status lunet_tensor_expand(lunet_tensor **out, const lunet_tensor *t, int ndim,
+                                 const int64_t *shape);
+
+/* ------------------------------------------------------------------------------------------
+ * Elementwise ops with NumPy broadcasting.  Result dtypes follow PyTorch: a float operand
+ * wins over an integer one, the wider of two floats or two integers wins, and a 0-d tensor
+ * (how the bindings pass scalars) does not widen a tensor of the same kind.  div and the
+ * float functions (exp, log, sqrt, sigmoid, tanh) give f32 for integer input.
+ * Comparisons return u8 tensors of 0/1 and are not differentiable.
+ * ---------------------------------------------------------------------------------------- */
+
+lunet_status lunet_tensor_add(lunet_tensor **out, const lunet_tensor *a, const lunet_tensor *b);
+lunet_status lunet_tensor_sub(lunet_tensor **out, const lunet_tensor *a, const lunet_tensor *b);
+lunet_status lunet_tensor_mul(lunet_tensor **out, const lunet_tensor *a, const lunet_tensor *b);
+lunet_status lunet_tensor_div(lunet_tensor **out, const lunet_tensor *a, const lunet_tensor *b);
+/* Integer powers need non-negative exponents. */
+lunet_status lunet_tensor_pow(lunet_tensor **out, const lunet_tensor *a, const lunet_tensor *b);
+lunet_status lunet_tensor_eq(lunet_tensor **out, const lunet_tensor *a, const lunet_tensor *b);
+lunet_status lunet_tensor_ne(lunet_tensor **out, const lunet_tensor *a, const lunet_tensor *b);
+lunet_status lunet_tensor_lt(lunet_tensor **out, const lunet_tensor *a, const lunet_tensor *b);
+lunet_status lunet_tensor_le(lunet_tensor **out, const lunet_tensor *a, const lunet_tensor *b);
+lunet_status lunet_tensor_gt(lunet_tensor **out, const lunet_tensor *a, const lunet_tensor *b);
+lunet_status lunet_tensor_ge(lunet_tensor **out, const lunet_tensor *a, const lunet_tensor *b);
+
+lunet_status lunet_tensor_neg(lunet_tensor **out, const lunet_tensor *t);
+lunet_status lunet_tensor_abs(lunet_tensor **out, const lunet_tensor *t);
+lunet_status lunet_tensor_relu(lunet_tensor **out, const lunet_tensor *t);
+lunet_status lunet_tensor_exp(lunet_tensor **out, const lunet_tensor *t);
+lunet_status lunet_tensor_log(lunet_tensor **out, const lunet_tensor *t);
+lunet_status lunet_tensor_sqrt(lunet_tensor **out, const lunet_tensor *t);
+lunet_status lunet_tensor_sigmoid(lunet_tensor **out, const lunet_tensor *t);
+lunet_status lunet_tensor_tanh(lunet_tensor **out, const lunet_tensor *t);
+/* Limits values to [min, max]; a NaN bound means "no bound on that side".  The gradient
+ * passes where min <= x <= max. */
+lunet_status lunet_tensor_clamp(lunet_tensor **out, const lunet_tensor *t, double min, double max);
+
+/* ------------------------------------------------------------------------------------------
+ * Reductions.  *_all reduce every element to a 0-d tensor; *_dim reduce one dim and keep it
+ * with size 1 when keepdim is true.  Integer sums give i64; mean of integers gives f32.
+ * max/min/argmax indices are 0-based i64; ties go to the first index, and so does the
+ * gradient of max/min.
+ * ---------------------------------------------------------------------------------------- */
+
+lunet_status lunet_tensor_sum_all(lunet_tensor **out, const lunet_tensor *t);
+lunet_status lunet_tensor_sum_dim(lunet_tensor **out, const lunet_tensor *t, int dim,
+                                  bool keepdim);
+lunet_status lunet_tensor_mean_all(lunet_tensor **out, const lunet_tensor *t);
+lunet_status lunet_tensor_mean_dim(lunet_tensor **out, const lunet_tensor *t, int dim,
+                                   bool keepdim);
+lunet_status lunet_tensor_max_all(lunet_tensor **out, const lunet_tensor *t);
+lunet_status lunet_tensor_min_all(lunet_tensor **out, const lunet_tensor *t);
+/* values and indices are both returned (new references); indices may be NULL if unwanted. */
+lunet_status lunet_tensor_max_dim(lunet_tensor **values, lunet_tensor **indices,
+                                  const lunet_tensor *t, int dim, bool keepdim);
+lunet_status lunet_tensor_min_dim(lunet_tensor **values, lunet_tensor **indices,
+                                  const lunet_tensor *t, int dim, bool keepdim);
+/* Index into the flattened tensor. */
+lunet_status lunet_tensor_argmax_all(lunet_tensor **out, const lunet_tensor *t);
+lunet_status lunet_tensor_argmax_dim(lunet_tensor **out, const lunet_tensor *t, int dim,
+                                     bool keepdim);
+lunet_status lunet_tensor_argmin_all(lunet_tensor **out, const lunet_tensor *t);
+lunet_status lunet_tensor_argmin_dim(lunet_tensor **out, const lunet_tensor *t, int dim,
+                                     bool keepdim);
+
+/* ------------------------------------------------------------------------------------------
+ * Matrix product with torch.matmul's rules: 1-d x 1-d is a dot product, a 1-d operand is
+ * promoted to a matrix and the added dim removed, batch dims broadcast.  Float dtypes run on
+ * cblas_sgemm/dgemm; integer dtypes on a plain loop (wrapping like C unsigned arithmetic).
+ * ---------------------------------------------------------------------------------------- */
+
+lunet_status lunet_tensor_matmul(lunet_tensor **out, const lunet_tensor *a, const lunet_tensor *b);
+
+/* ------------------------------------------------------------------------------------------
+ * Autograd
+ * ---------------------------------------------------------------------------------------- */
+
+/* Grad mode is per thread and on by default; with it off no op records a graph. */
+bool lunet_grad_is_enabled(void);
+void lunet_grad_set_enabled(bool enabled);
+
+bool lunet_tensor_requires_grad(const lunet_tensor *t);
+/* Only leaves (tensors without grad_fn) of a float dtype may change the flag. */
+lunet_status lunet_tensor_set_requires_grad(lunet_tensor *t, bool requires_grad);
+/* True when t was not produced by a recorded op. */
+bool lunet_tensor_is_leaf(const lunet_tensor *t);
+/* "MulBackward", or NULL for leaves (borrowed, static). */
+const char *lunet_tensor_grad_fn_name(const lunet_tensor *t);
+/* The accumulated gradient (borrowed), or NULL. */
+lunet_tensor *lunet_tensor_grad(const lunet_tensor *t);
+/* Replaces the gradient (grad is retained; NULL clears it).  Shape and dtype must match. */
+lunet_status lunet_tensor_set_grad(lunet_tensor *t, const lunet_tensor *grad);
+/* Computes gradients of t with respect to every leaf that requires grad and adds them to
+ * the leaves' grads.  grad is d(result)/dt; NULL means 1 and needs a one-element t.
+ * Without retain_graph the graph's saved tensors are freed and a second backward through
+ * it fails. */
+lunet_status lunet_tensor_backward(lunet_tensor *t, const lunet_tensor *grad, bool retain_graph);
+
+/* ------------------------------------------------------------------------------------------
+ * Threads and memory
+ * ---------------------------------------------------------------------------------------- */
+
+/* Sets the threads that BLAS and lunet's own parallel loops use (n >= 1). */
+void lunet_set_num_threads(int n);
+int lunet_get_num_threads(void);
+
+/* Tensor memory comes from a size-bucketed cache so that a steady training loop stops
+ * calling malloc after its first step.  LUNET_ALLOC_CACHE=0 in the environment turns the
+ * cache off (useful under valgrind). */
+typedef struct lunet_alloc_stats {
+    uint64_t system_allocs; /* calls that reached the system allocator */
+    uint64_t system_frees;
+    uint64_t cache_hits;    /* requests served from the cache */
+    size_t live_bytes;      /* bytes handed out and not yet returned */
+    size_t cached_bytes;    /* bytes held in the cache for reuse */
+    size_t cache_limit;     /* the most the cache holds */
+} lunet_alloc_stats;
+
+void lunet_alloc_get_stats(lunet_alloc_stats *out);
+/* Returns cached memory to the system. */
+void lunet_alloc_trim(void);
+void lunet_alloc_set_cache_limit(size_t bytes);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LUNET_H */

@@ -1,0 +1,235 @@
+/*
+ * internal.h: the structures behind the public handles and the helpers shared by core/src.
+ * Nothing here is installed; the bindings and the server use lunet.h only.
+ */
+#ifndef LUNET_INTERNAL_H
+#define LUNET_INTERNAL_H
+
+#include "lunet.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+
+/* Internal invariants only; never for anything a caller, a file or a socket controls. */
+#ifdef NDEBUG
+#define LUNET_ASSERT(cond) ((void)0)
+#else
+#define LUNET_ASSERT(cond)                                                                 \
+    ((cond) ? (void)0 : lunet__assert_fail(#cond, __FILE__, __LINE__))
+#endif
+void lunet__assert_fail(const char *cond, const char *file, int line);
+
+#if defined(__GNUC__)
+#define LUNET_PRINTF(fmt_index, first_arg) __attribute__((format(printf, fmt_index, first_arg)))
+#define LUNET_LIKELY(x) __builtin_expect(!!(x), 1)
+#define LUNET_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#define LUNET_PRINTF(fmt_index, first_arg)
+#define LUNET_LIKELY(x) (x)
+#define LUNET_UNLIKELY(x) (x)
+#endif
+
+/* ---- errors (status.c) ------------------------------------------------------------------ */
+
+/* Stores a printf-style message as this thread's last error and returns status. */
+lunet_status lunet__fail(lunet_status status, const char *fmt, ...) LUNET_PRINTF(2, 3);
+/* The usual out-of-memory failure for op. */
+lunet_status lunet__nomem(const char *op);
+
+/* Propagates a failing status. */
+#define LUNET_TRY(expr)                                                                    \
+    do {                                                                                   \
+        lunet_status lunet__s = (expr);                                                    \
+        if (LUNET_UNLIKELY(lunet__s != LUNET_OK)) return lunet__s;                         \
+    } while (0)
+
+/* ---- memory (alloc.c) ------------------------------------------------------------------- */
+
+/* 64-byte aligned; NULL when the system is out of memory.  nbytes may be 0. */
+void *lunet__alloc(size_t nbytes);
+/* p may be NULL; nbytes must be the size given to lunet__alloc. */
+void lunet__free(void *p, size_t nbytes);
+
+/* ---- storage and tensors (tensor.c) ------------------------------------------------------- */
+
+typedef struct lunet_storage {
+    atomic_int refcount;
+    atomic_uint version; /* bumped by every in-place write; autograd checks saved tensors */
+    size_t nbytes;
+    void *data;
+} lunet_storage;
+
+typedef struct lunet__node lunet__node;
+
+struct lunet_tensor {
+    atomic_int refcount;
+    lunet_dtype dtype;
+    int ndim;
+    int64_t shape[LUNET_MAX_DIMS];
+    int64_t strides[LUNET_MAX_DIMS]; /* in elements */
+    int64_t offset;                  /* in elements, from storage->data */
+    int64_t numel;
+    lunet_storage *storage;
+
+    /* autograd */
+    bool requires_grad;
+    lunet_tensor *grad;    /* owned; NULL until the first backward reaches a leaf */
+    lunet__node *grad_fn;  /* owned; NULL for leaves */
+
+    lunet_tensor *release_next; /* the iterative release list (see lunet_tensor_release) */
+};
+
+/* A new contiguous tensor with fresh storage; the data is uninitialised. */
+lunet_status lunet__tensor_new(lunet_tensor **out, lunet_dtype dtype, int ndim,
+                               const int64_t *shape, const char *op);
+/* A new view header on t's storage with the given geometry (no autograd). */
+lunet_status lunet__tensor_alias(lunet_tensor **out, const lunet_tensor *t, int ndim,
+                                 const int64_t *shape, const int64_t *strides, int64_t offset);
+/* Address of element 0 of t, as bytes. */
+static inline char *lunet__data(const lunet_tensor *t) {
+    return (char *)t->storage->data + (size_t)t->offset * lunet_dtype_size(t->dtype);
+}
+static inline int64_t lunet__numel(int ndim, const int64_t *shape) {
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    return n;
+}
+/* Checks that a shape has no negative entry and that its element and byte counts fit. */
+lunet_status lunet__check_shape(const char *op, int ndim, const int64_t *shape,
+                                lunet_dtype dtype);
+/* Normalises a possibly negative dim for a tensor of ndim dims (ndim_plus = 1 allows
+ * dim == ndim, as unsqueeze needs). */
+lunet_status lunet__normalize_dim(int *out, int dim, int ndim, int ndim_plus, const char *op);
+/* Marks an in-place write: refuses tensors autograd would need, bumps the version. */
+lunet_status lunet__check_inplace(lunet_tensor *t, const char *op);
+/* Fills a fresh contiguous tensor: every element set to value. */
+void lunet__fill_contiguous(lunet_tensor *t, double value);
+
+/* ---- dtypes (dtype.c) ------------------------------------------------------------------- */
+
+/* Result dtype of a binary op following the rules described in lunet.h. */
+lunet_dtype lunet__promote(const lunet_tensor *a, const lunet_tensor *b);
+/* Copies src into dst (same shape, any strides, any dtypes); no autograd. */
+void lunet__copy_cast(lunet_tensor *dst, const lunet_tensor *src);
+/* Reads element at byte address p of dtype as double / int64 and writes it back. */
+double lunet__load_f64(const char *p, lunet_dtype dtype);
+int64_t lunet__load_i64(const char *p, lunet_dtype dtype);
+void lunet__store_f64(char *p, lunet_dtype dtype, double v);
+void lunet__store_i64(char *p, lunet_dtype dtype, int64_t v);
+
+/* Calls X(DTYPE_ENUM_SUFFIX, c_type, unsigned_twin) for each dtype.  The unsigned twin lets
+ * integer kernels wrap on overflow instead of invoking undefined behaviour. */
+#define LUNET__FOR_EACH_DTYPE(X)                                                           \
+    X(F32, float, float)                                                                   \
+    X(F64, double, double)                                                                 \
+    X(I64, int64_t, uint64_t)                                                              \
+    X(I32, int32_t, uint32_t)                                                              \
+    X(I8, int8_t, uint8_t)                                                                 \
+    X(U8, uint8_t, uint8_t)
+
+/* ---- shapes (shape.c) ------------------------------------------------------------------- */
+
+/* The broadcast shape of a and b, or an error naming op and both shapes. */
+lunet_status lunet__broadcast_shape(int *out_ndim, int64_t *out_shape, const char *op,
+                                    int ndim_a, const int64_t *shape_a, int ndim_b,
+                                    const int64_t *shape_b);
+/* Strides of t seen as broadcast to (ndim, shape): 0 on expanded dims. */
+void lunet__broadcast_strides(int64_t *out_strides, const lunet_tensor *t, int ndim,
+                              const int64_t *shape);
+/* Contiguous (C order) strides for shape. */
+void lunet__contiguous_strides(int64_t *out_strides, int ndim, const int64_t *shape);
+bool lunet__same_shape(int ndim_a, const int64_t *a, int ndim_b, const int64_t *b);
+/* Writes "[2,3]" for t into buf. */
+const char *lunet__shape_str(char *buf, size_t size, const lunet_tensor *t);
+#define LUNET__SHAPE_BUF 96
+
+/* ---- strided iteration (iter.c) ------------------------------------------------------------
+ * Up to LUNET__ITER_MAX_OPS operands of one shape (inputs broadcast with zero strides) are
+ * walked row by row: dims that are contiguous for every operand are merged first, then the
+ * row function runs over the last dim.  Strides are in bytes; this is NumPy's inner-loop
+ * design and lets each kernel keep a unit-stride fast path the compiler vectorises. */
+
+#define LUNET__ITER_MAX_OPS 4
+
+typedef void (*lunet__row_fn)(char *const *ptrs, const int64_t *byte_strides, int64_t n,
+                              const void *ctx);
+
+typedef struct lunet__iter {
+    int nops;
+    int ndim;
+    int64_t shape[LUNET_MAX_DIMS];
+    int64_t strides[LUNET__ITER_MAX_OPS][LUNET_MAX_DIMS]; /* bytes */
+    char *base[LUNET__ITER_MAX_OPS];
+} lunet__iter;
+
+/* Operand 0 is usually the output.  Each operand: base address, strides in elements
+ * (already broadcast to shape) and element size. */
+void lunet__iter_init(lunet__iter *it, int ndim, const int64_t *shape, int nops,
+                      char *const *base, const int64_t *const *elem_strides,
+                      const size_t *elem_sizes);
+void lunet__iter_run(const lunet__iter *it, lunet__row_fn row, const void *ctx);
+
+/* ---- autograd (autograd.c) -------------------------------------------------------------- */
+
+#define LUNET__NODE_MAX_INPUTS 3
+#define LUNET__NODE_MAX_SAVED 3
+
+/* Computes the gradients of the node's inputs from the gradient of its output.  grad_in[i]
+ * is left NULL for inputs that do not need one (node->inputs[i] == NULL).  Runs with grad
+ * mode off and may call any public op. */
+typedef lunet_status (*lunet__backward_fn)(lunet__node *node, const lunet_tensor *grad_out,
+                                           lunet_tensor **grad_in);
+
+struct lunet__node {
+    atomic_int refcount;
+    const char *name;
+    lunet__backward_fn backward;
+    int n_inputs;
+    /* Strong references to the inputs that need a gradient, NULL for the others. */
+    lunet_tensor *inputs[LUNET__NODE_MAX_INPUTS];
+    /* Detached aliases of tensors the backward needs, with their storage version then. */
+    lunet_tensor *saved[LUNET__NODE_MAX_SAVED];
+    unsigned saved_version[LUNET__NODE_MAX_SAVED];
+    /* The output's geometry: backward checks the incoming gradient against it. */
+    lunet_dtype out_dtype;
+    int out_ndim;
+    int64_t out_shape[LUNET_MAX_DIMS];
+    /* Op settings the backward needs (dims, bounds, shapes). */
+    int64_t iarg[LUNET_MAX_DIMS + 2];
+    double farg[2];
+    bool freed; /* saved state dropped after a backward without retain_graph */
+
+    /* Backward bookkeeping, valid during one lunet_tensor_backward call. */
+    unsigned visit_epoch;
+    int pending;
+    lunet_tensor *grad_accum;
+
+    lunet__node *release_next;
+};
+
+/* True when an op on these inputs must record a node (grad mode on and one requires grad). */
+bool lunet__needs_grad(int n, const lunet_tensor *const *inputs);
+/* Attaches a new node to out (which must not have one) recording inputs; returns it
+ * (borrowed) in *node, or NULL when no input needs a gradient. */
+lunet_status lunet__record(lunet__node **node, lunet_tensor *out, const char *name,
+                           lunet__backward_fn backward, int n_inputs,
+                           const lunet_tensor *const *inputs);
+/* Saves a detached alias of t in slot i of node. */
+lunet_status lunet__save(lunet__node *node, int slot, const lunet_tensor *t);
+void lunet__node_release(lunet__node *node);
+
+/* ---- helpers that backward functions share ------------------------------------------------ */
+
+/* Sums grad over broadcast dims so that it has (ndim, shape); returns a new reference. */
+lunet_status lunet__sum_to_shape(lunet_tensor **out, const lunet_tensor *grad, int ndim,
+                                 const int64_t *shape);
+/* out = a + b without autograd, in a fresh tensor with a's dtype (shapes equal). */
+lunet_status lunet__add_same(lunet_tensor **out, const lunet_tensor *a, const lunet_tensor *b);
+/* dst += src in place (same shape and dtype), no autograd. */
+lunet_status lunet__add_into(lunet_tensor *dst, const lunet_tensor *src);
+
+/* The product of two (batches of) matrices of one dtype by the plain loop only: the reference
+ * the tests hold the BLAS path to.  No autograd, no 1-d promotion. */
+lunet_status lunet__matmul_reference(lunet_tensor **out, const lunet_tensor *a, const lunet_tensor *b);
+
+#endif /* LUNET_INTERNAL_H */

@@ -1,0 +1,65 @@
+--- lunet: deep learning for Lua 5.4 with a C core.
+--
+--     local lunet = require("lunet")
+--     local x = lunet.tensor({{1, 2}, {3, 4}}, {requires_grad = true})
+--     local loss = (x * x):sum()
+--     loss:backward()
+--     print(x.grad)          -- 2 * x
+--
+-- The tensor type, its ops and autograd are C (lunet.core); this file adds the Lua-side
+-- conveniences and gathers the public table.  See ../shared/DESIGN.md for the whole API.
+local core = require("lunet.core")
+local format = require("lunet.format")
+
+local lunet = {}
+
+for name, value in pairs(core) do
+  if type(value) == "function" then lunet[name] = value end
+end
+
+lunet.version = core.version
+--- The methods every tensor has; add to it to extend tensors.
+lunet.Tensor = core.methods
+
+-- Function forms of the tensor ops: lunet.add(a, b) is a:add(b), lunet.exp(t) is t:exp().
+for _, name in ipairs({
+  "add", "sub", "mul", "div", "pow", "eq", "ne", "lt", "le", "gt", "ge", "matmul",
+  "neg", "abs", "relu", "exp", "log", "sqrt", "sigmoid", "tanh", "clamp",
+  "sum", "mean", "max", "min", "argmax", "argmin",
+  "reshape", "view", "transpose", "permute", "narrow", "slice", "select", "squeeze", "unsqueeze",
+  "flatten", "expand", "clone", "detach",
+}) do
+  lunet[name] = core.methods[name]
+end
+
+core.Tensor.__tostring = format.tensor
+
+--- Runs fn(...) with autograd recording off and returns its results; grad mode is restored
+-- even when fn raises.
+function lunet.no_grad(fn, ...)
+  local was = core.is_grad_enabled()
+  core.set_grad_enabled(false)
+  local results = table.pack(pcall(fn, ...))
+  core.set_grad_enabled(was)
+  if not results[1] then error(results[2], 0) end
+  return table.unpack(results, 2, results.n)
+end
+
+--- Runs fn(...) with autograd recording on (inside a no_grad block, say).
+function lunet.enable_grad(fn, ...)
+  local was = core.is_grad_enabled()
+  core.set_grad_enabled(true)
+  local results = table.pack(pcall(fn, ...))
+  core.set_grad_enabled(was)
+  if not results[1] then error(results[2], 0) end
+  return table.unpack(results, 2, results.n)
+end
+
+--- Zeroes the gradients of a list of tensors (what an optimizer's zero_grad does).
+function lunet.zero_grad(tensors)
+  for _, t in ipairs(tensors) do t:zero_grad() end
+end
+
+lunet.gradcheck = require("lunet.gradcheck")
+
+return lunet
