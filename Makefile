@@ -46,6 +46,9 @@ DEB_PACKAGES := gcc make pkg-config lua5.4 liblua5.4-dev libopenblas-dev zlib1g-
 
 all: lunet/core.so lunet/.links
 
+# Keep intermediate objects (the sanitizer build makes them through a chain of rules).
+.SECONDARY:
+
 # ---- system packages ------------------------------------------------------------------------
 
 deps:

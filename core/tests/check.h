@@ -1,0 +1,114 @@
+/*
+ * check.h: the small harness the C tests share.  Each test file is one program: TEST
+ * functions run from main() through RUN, failed checks are printed with file and line, and
+ * the exit status is non-zero when any check failed.
+ */
+#ifndef LUNET_CHECK_H
+#define LUNET_CHECK_H
+
+#include "internal.h"
+#include "lunet.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int check_count, check_failures;
+
+#define CHECK(cond)                                                                        \
+    do {                                                                                   \
+        check_count++;                                                                     \
+        if (!(cond)) {                                                                     \
+            check_failures++;                                                              \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);       \
+        }                                                                                  \
+    } while (0)
+
+/* A call that must succeed; on failure prints lunet_last_error(). */
+#define CHECK_OK(expr)                                                                     \
+    do {                                                                                   \
+        check_count++;                                                                     \
+        lunet_status check_s = (expr);                                                     \
+        if (check_s != LUNET_OK) {                                                         \
+            check_failures++;                                                              \
+            fprintf(stderr, "%s:%d: %s failed: %s (%s)\n", __FILE__, __LINE__, #expr,      \
+                    lunet_status_name(check_s), lunet_last_error());                       \
+        }                                                                                  \
+    } while (0)
+
+/* A call that must fail with status and a message containing text. */
+#define CHECK_FAILS(expr, status, text)                                                    \
+    do {                                                                                   \
+        check_count++;                                                                     \
+        lunet_status check_s = (expr);                                                     \
+        if (check_s != (status) || !strstr(lunet_last_error(), (text))) {                  \
+            check_failures++;                                                              \
+            fprintf(stderr, "%s:%d: %s gave %s \"%s\", expected %s with \"%s\"\n",         \
+                    __FILE__, __LINE__, #expr, lunet_status_name(check_s),                 \
+                    lunet_last_error(), lunet_status_name(status), (text));                \
+        }                                                                                  \
+    } while (0)
+
+#define CHECK_NEAR(a, b, tol)                                                              \
+    do {                                                                                   \
+        check_count++;                                                                     \
+        double check_a = (a), check_b = (b);                                               \
+        if (!(fabs(check_a - check_b) <= (tol))) {                                         \
+            check_failures++;                                                              \
+            fprintf(stderr, "%s:%d: %s = %.10g, expected %.10g (tolerance %g)\n",          \
+                    __FILE__, __LINE__, #a, check_a, check_b, (double)(tol));              \
+        }                                                                                  \
+    } while (0)
+
+#define RUN(test)                                                                          \
+    do {                                                                                   \
+        int before = check_failures;                                                       \
+        test();                                                                            \
+        if (check_failures != before) fprintf(stderr, "  in %s\n", #test);                 \
+    } while (0)
+
+static inline int check_report(const char *name) {
+    printf("%-16s %4d checks, %d failed\n", name, check_count, check_failures);
+    return check_failures ? 1 : 0;
+}
+
+/* ---- helpers ---------------------------------------------------------------------------- */
+
+static inline lunet_tensor *tensor_of(lunet_dtype dtype, int ndim, const int64_t *shape, const double *values) {
+    lunet_tensor *t = NULL;
+    if (lunet_tensor_empty(&t, dtype, ndim, shape) != LUNET_OK) return NULL;
+    char *p = lunet_tensor_data(t);
+    for (int64_t i = 0; i < lunet_tensor_numel(t); i++)
+        lunet__store_f64(p + (size_t)i * lunet_dtype_size(dtype), dtype, values[i]);
+    return t;
+}
+
+/* Element i of t in C order (any strides) as double. */
+static inline double element(const lunet_tensor *t, int64_t flat) {
+    int64_t index[LUNET_MAX_DIMS];
+    for (int d = lunet_tensor_ndim(t) - 1; d >= 0; d--) {
+        int64_t size = lunet_tensor_shape(t)[d];
+        index[d] = flat % size;
+        flat /= size;
+    }
+    double v = NAN;
+    lunet_tensor_get_f64(&v, t, index);
+    return v;
+}
+
+/* Largest |a - b| over all elements (shapes must match; returns INFINITY otherwise). */
+static inline double max_abs_diff(const lunet_tensor *a, const lunet_tensor *b) {
+    if (lunet_tensor_ndim(a) != lunet_tensor_ndim(b) || lunet_tensor_numel(a) != lunet_tensor_numel(b)) return INFINITY;
+    for (int d = 0; d < lunet_tensor_ndim(a); d++)
+        if (lunet_tensor_shape(a)[d] != lunet_tensor_shape(b)[d]) return INFINITY;
+    double worst = 0;
+    for (int64_t i = 0; i < lunet_tensor_numel(a); i++) {
+        double d = fabs(element(a, i) - element(b, i));
+        if (d != d) return INFINITY;
+        if (d > worst) worst = d;
+    }
+    return worst;
+}
+
+#endif /* LUNET_CHECK_H */
