@@ -174,7 +174,7 @@ static int f_set_grad_enabled(lua_State *L) {
 static int f_alloc_stats(lua_State *L) {
     lunet_alloc_stats s;
     lunet_alloc_get_stats(&s);
-    lua_createtable(L, 0, 6);
+    lua_createtable(L, 0, 7);
     lua_pushinteger(L, (lua_Integer)s.system_allocs);
     lua_setfield(L, -2, "system_allocs");
     lua_pushinteger(L, (lua_Integer)s.system_frees);
@@ -187,6 +187,8 @@ static int f_alloc_stats(lua_State *L) {
     lua_setfield(L, -2, "cached_bytes");
     lua_pushinteger(L, (lua_Integer)s.cache_limit);
     lua_setfield(L, -2, "cache_limit");
+    lua_pushboolean(L, s.cache_enabled);
+    lua_setfield(L, -2, "cache_enabled");
     return 1;
 }
 

@@ -207,10 +207,17 @@ static int m_flatten(lua_State *L) {
 
 /* ---- reductions ---------------------------------------------------------------------------------- */
 
-/* Turns a fresh i64 tensor of 0-based indices into Lua's 1-based ones. */
-static void indices_to_lua(lunet_tensor *indices) {
-    int64_t *p = lunet_tensor_data(indices);
-    for (int64_t i = 0, n = lunet_tensor_numel(indices); i < n; i++) p[i] += 1;
+/* Replaces *indices (0-based, i64) by a new tensor of Lua's 1-based indices.  A new tensor,
+ * not an in-place +1: autograd may have saved the original (max and min do). */
+static lunet_status indices_to_lua(lunet_tensor **indices) {
+    int64_t one = 1;
+    lunet_tensor *base, *shifted = NULL;
+    lunet_status s = lunet_tensor_from_data(&base, LUNET_DTYPE_I64, 0, NULL, &one);
+    if (s == LUNET_OK) s = lunet_tensor_add(&shifted, *indices, base);
+    lunet_tensor_release(base);
+    lunet_tensor_release(*indices);
+    *indices = shifted;
+    return s;
 }
 
 typedef lunet_status (*reduce_all_op)(lunet_tensor **, const lunet_tensor *);
@@ -221,8 +228,8 @@ static int reduce(lua_State *L, reduce_all_op all, reduce_dim_op one, const char
     lunet_status s = lua_isnoneornil(L, 2)
                          ? all(&out, t)
                          : one(&out, t, dim_arg(L, 2, lunet_tensor_ndim(t), 0, name), lua_toboolean(L, 3));
+    if (s == LUNET_OK && indices) s = indices_to_lua(&out);
     if (s != LUNET_OK) return raise_status(L);
-    if (indices) indices_to_lua(out);
     tensor_push_new(L, out);
     return 1;
 }
@@ -246,8 +253,11 @@ static int extreme(lua_State *L, bool want_max) {
     bool keep = lua_toboolean(L, 3);
     lunet_status s = want_max ? lunet_tensor_max_dim(&values, &indices, t, d, keep)
                               : lunet_tensor_min_dim(&values, &indices, t, d, keep);
-    if (s != LUNET_OK) return raise_status(L);
-    indices_to_lua(indices);
+    if (s == LUNET_OK) s = indices_to_lua(&indices);
+    if (s != LUNET_OK) {
+        lunet_tensor_release(values);
+        return raise_status(L);
+    }
     tensor_push_new(L, values);
     tensor_push_new(L, indices);
     return 2;

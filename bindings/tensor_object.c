@@ -69,6 +69,13 @@ static int tensor_release(lua_State *L) {
     return 0;
 }
 
+static int tensor_is_released(lua_State *L) {
+    tensor_box *box = box_test(L, 1);
+    luaL_argexpected(L, box != NULL, 1, LUNET_TENSOR_MT);
+    lua_pushboolean(L, box->tensor == NULL);
+    return 1;
+}
+
 /* ---- fields ------------------------------------------------------------------------------------- */
 
 static int push_field(lua_State *L, lunet_tensor *t, const char *key) {
@@ -112,13 +119,15 @@ static int index_integer(lua_State *L, lunet_tensor *t) {
 
 /* __index: methods first (upvalue 2), then fields, then integer indexing. */
 static int tensor_index(lua_State *L) {
-    lunet_tensor *t = tensor_check(L, 1);
     if (lua_type(L, 2) == LUA_TSTRING) {
+        /* Methods resolve even on a released tensor, so t:release() can be called twice; the
+         * methods themselves refuse released tensors. */
         lua_pushvalue(L, 2);
         if (lua_rawget(L, lua_upvalueindex(2)) != LUA_TNIL) return 1;
         lua_pop(L, 1);
-        return push_field(L, t, lua_tostring(L, 2));
+        return push_field(L, tensor_check(L, 1), lua_tostring(L, 2));
     }
+    lunet_tensor *t = tensor_check(L, 1);
     if (lua_isinteger(L, 2)) return index_integer(L, t);
     return luaL_error(L, "index: a tensor is indexed by integers (1-based) or method names, not %s",
                       luaL_typename(L, 2));
@@ -191,6 +200,8 @@ void tensor_object_open(lua_State *L) {
     lua_newtable(L); /* mt methods */
     lua_pushcfunction(L, tensor_release);
     lua_setfield(L, -2, "release");
+    lua_pushcfunction(L, tensor_is_released);
+    lua_setfield(L, -2, "is_released");
     tensor_methods_register(L);
     /* __index is a closure over (context, methods). */
     lua_getfield(L, LUA_REGISTRYINDEX, LUNET_CONTEXT_KEY);

@@ -349,6 +349,7 @@ typedef struct lunet_alloc_stats {
     size_t live_bytes;      /* bytes handed out and not yet returned */
     size_t cached_bytes;    /* bytes held in the cache for reuse */
     size_t cache_limit;     /* the most the cache holds */
+    bool cache_enabled;     /* false in sanitizer builds and with LUNET_ALLOC_CACHE=0 */
 } lunet_alloc_stats;
 
 void lunet_alloc_get_stats(lunet_alloc_stats *out);

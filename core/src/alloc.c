@@ -109,9 +109,11 @@ void lunet__free(void *p, size_t nbytes) {
 }
 
 void lunet_alloc_get_stats(lunet_alloc_stats *out) {
+    bool enabled = cache_enabled();
     pthread_mutex_lock(&cache.lock);
     *out = cache.stats;
     pthread_mutex_unlock(&cache.lock);
+    out->cache_enabled = enabled;
 }
 
 void lunet_alloc_trim(void) {

@@ -201,8 +201,9 @@ static lunet_status mean_impl(lunet_tensor **out, const lunet_tensor *t, int dim
     lunet_grad_set_enabled(false);
     if (s == LUNET_OK) s = sum_impl(&sum, f, dim, keepdim, "mean");
     int64_t none = 0;
-    if (s == LUNET_OK) s = lunet_tensor_full(&scale, f->dtype, 0, &none, count ? 1.0 / (double)count : NAN);
-    if (s == LUNET_OK) s = lunet_tensor_mul(&o, sum, scale);
+    /* Divide rather than multiply by 1/count: exact whenever the mean is representable. */
+    if (s == LUNET_OK) s = lunet_tensor_full(&scale, f->dtype, 0, &none, (double)count);
+    if (s == LUNET_OK) s = lunet_tensor_div(&o, sum, scale);
     lunet_grad_set_enabled(was);
     lunet__node *node = NULL;
     if (s == LUNET_OK) s = record_reduction(&node, o, f, "MeanBackward", mean_backward, dim, keepdim);

@@ -113,6 +113,7 @@ end
 
 --- The text __tostring shows for a tensor.
 function format.tensor(t)
+  if t:is_released() then return "lunet.Tensor (released)" end
   local prefix = "tensor("
   local is_float = t.dtype == "f32" or t.dtype == "f64"
   local body

@@ -52,7 +52,8 @@ local function gradcheck(fn, inputs, opts)
 
   local probe = without_grad(run)
   if probe.dtype ~= "f64" then
-    return false, "gradcheck: fn returned a " .. probe.dtype .. " tensor; compute in f64 (pass every tensor as an input)"
+    return false, "gradcheck: fn returned a " .. probe.dtype
+      .. " tensor; compute in f64 (pass every tensor as an input)"
   end
   local out_numel, out_shape = probe:numel(), probe:shape()
 
@@ -85,7 +86,9 @@ local function gradcheck(fn, inputs, opts)
       for j = 1, out_numel do
         local numerical = (plus[j] - minus[j]) / (2 * eps)
         local analytical = rows[j][i][k] or 0
-        if not (math.abs(analytical - numerical) <= atol + rtol * math.abs(numerical)) then
+        -- written so that a NaN on either side counts as a mismatch
+        local close = math.abs(analytical - numerical) <= atol + rtol * math.abs(numerical)
+        if not close then
           return false, string.format(
             "gradcheck: input %d element %s (output element %s): analytical %.10g, numerical %.10g",
             i, multi_index(k, x:shape()), multi_index(j, out_shape), analytical, numerical)

@@ -1,0 +1,64 @@
+--- Shared helpers for the lunet specs.
+local lunet = require("lunet")
+local assert = require("luassert")
+
+local helpers = {}
+
+--- Flattens a nested table of numbers (or a tensor's totable()) into a list.
+function helpers.flatten(t, out)
+  out = out or {}
+  if type(t) ~= "table" then
+    out[#out + 1] = t
+    return out
+  end
+  for _, v in ipairs(t) do helpers.flatten(v, out) end
+  return out
+end
+
+--- Asserts that a tensor's values equal a nested table (or another tensor) within tol.
+function helpers.assert_values(t, expected, tol)
+  tol = tol or 0
+  local got = helpers.flatten(t:totable())
+  local want = helpers.flatten(lunet.is_tensor(expected) and expected:totable() or expected)
+  assert.are.equal(#want, #got, "element count")
+  for i = 1, #want do
+    local ok = math.abs(got[i] - want[i]) <= tol or (got[i] ~= got[i] and want[i] ~= want[i])
+    if not ok then
+      error(string.format("element %d: got %.10g, expected %.10g (tolerance %g)", i, got[i], want[i], tol), 2)
+    end
+  end
+end
+
+--- Asserts that fn raises an error whose message contains every given fragment (plain text).
+function helpers.assert_error_contains(fn, ...)
+  local ok, err = pcall(fn)
+  assert.is_false(ok, "expected an error")
+  err = tostring(err)
+  for _, fragment in ipairs({ ... }) do
+    if not err:find(fragment, 1, true) then
+      error(string.format("error %q does not mention %q", err, fragment), 2)
+    end
+  end
+  return err
+end
+
+--- A float64 tensor of the given shape that requires grad, with values kept away from the
+-- kinks of relu/abs/max (|x| >= 0.1) unless positive = true asks for values in [0.5, 2.5).
+function helpers.param(shape, positive)
+  local t = lunet.randn(shape, "f64")
+  local v
+  if positive then
+    v = t:abs():clamp(nil, 2) + 0.5
+  else
+    v = t + (t:gt(0):to("f64") * 2 - 1) * 0.1
+  end
+  return lunet.tensor(v, { dtype = "f64", requires_grad = true })
+end
+
+--- Asserts that lunet.gradcheck passes for fn on the inputs.
+function helpers.assert_gradcheck(fn, inputs, name)
+  local ok, message = lunet.gradcheck(fn, inputs)
+  if not ok then error((name and (name .. ": ") or "") .. message, 2) end
+end
+
+return helpers
