@@ -187,13 +187,18 @@ static const lunet__row_fn cast_rows[LUNET_DTYPE_COUNT][LUNET_DTYPE_COUNT] = {
 #undef CAST_TABLE_ROW
 #undef CAST_ENTRY
 
-void lunet__copy_cast(lunet_tensor *dst, const lunet_tensor *src) {
-    LUNET_ASSERT(lunet__same_shape(dst->ndim, dst->shape, src->ndim, src->shape));
+void lunet__copy_cast_strided(lunet_tensor *dst, const char *src_data, lunet_dtype src_dtype,
+                              const int64_t *src_strides) {
     if (dst->numel == 0) return;
-    char *base[2] = {lunet__data(dst), lunet__data(src)};
-    const int64_t *strides[2] = {dst->strides, src->strides};
-    size_t sizes[2] = {lunet_dtype_size(dst->dtype), lunet_dtype_size(src->dtype)};
+    char *base[2] = {lunet__data(dst), (char *)src_data};
+    const int64_t *strides[2] = {dst->strides, src_strides};
+    size_t sizes[2] = {lunet_dtype_size(dst->dtype), lunet_dtype_size(src_dtype)};
     lunet__iter it;
     lunet__iter_init(&it, dst->ndim, dst->shape, 2, base, strides, sizes);
-    lunet__iter_run(&it, cast_rows[dst->dtype][src->dtype], NULL);
+    lunet__iter_run(&it, cast_rows[dst->dtype][src_dtype], NULL);
+}
+
+void lunet__copy_cast(lunet_tensor *dst, const lunet_tensor *src) {
+    LUNET_ASSERT(lunet__same_shape(dst->ndim, dst->shape, src->ndim, src->shape));
+    lunet__copy_cast_strided(dst, lunet__data(src), src->dtype, src->strides);
 }

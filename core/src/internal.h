@@ -111,6 +111,10 @@ void lunet__fill_contiguous(lunet_tensor *t, double value);
 lunet_dtype lunet__promote(const lunet_tensor *a, const lunet_tensor *b);
 /* Copies src into dst (same shape, any strides, any dtypes); no autograd. */
 void lunet__copy_cast(lunet_tensor *dst, const lunet_tensor *src);
+/* The same with the source given as data, dtype and strides (in elements) over dst's shape:
+ * zero strides broadcast. */
+void lunet__copy_cast_strided(lunet_tensor *dst, const char *src_data, lunet_dtype src_dtype,
+                              const int64_t *src_strides);
 /* Reads element at byte address p of dtype as double / int64 and writes it back. */
 double lunet__load_f64(const char *p, lunet_dtype dtype);
 int64_t lunet__load_i64(const char *p, lunet_dtype dtype);
@@ -133,9 +137,10 @@ void lunet__store_i64(char *p, lunet_dtype dtype, int64_t v);
 lunet_status lunet__broadcast_shape(int *out_ndim, int64_t *out_shape, const char *op,
                                     int ndim_a, const int64_t *shape_a, int ndim_b,
                                     const int64_t *shape_b);
-/* Strides of t seen as broadcast to (ndim, shape): 0 on expanded dims. */
-void lunet__broadcast_strides(int64_t *out_strides, const lunet_tensor *t, int ndim,
-                              const int64_t *shape);
+/* Strides of a (src_ndim, src_shape, src_strides) operand seen as broadcast to (ndim, shape):
+ * 0 on expanded and new leading dims. */
+void lunet__broadcast_strides(int64_t *out_strides, int src_ndim, const int64_t *src_shape,
+                              const int64_t *src_strides, int ndim, const int64_t *shape);
 /* Contiguous (C order) strides for shape. */
 void lunet__contiguous_strides(int64_t *out_strides, int ndim, const int64_t *shape);
 bool lunet__same_shape(int ndim_a, const int64_t *a, int ndim_b, const int64_t *b);

@@ -105,12 +105,9 @@ static lunet_status plan_batches(batch_plan *p, lunet_tensor **out, const lunet_
     if (s != LUNET_OK)
         return lunet__fail(LUNET_ERR_SHAPE, "matmul: %s x %s: batch dims cannot be broadcast together",
                            lunet__shape_str(sa, sizeof sa, a), lunet__shape_str(sb, sizeof sb, b));
-    /* Batch strides: view each operand's leading dims as a tensor of its own. */
-    lunet_tensor ha = *a, hb = *b;
-    ha.ndim = a->ndim - 2;
-    hb.ndim = b->ndim - 2;
-    lunet__broadcast_strides(p->a_strides, &ha, p->batch_ndim, p->batch_shape);
-    lunet__broadcast_strides(p->b_strides, &hb, p->batch_ndim, p->batch_shape);
+    /* Batch strides: each operand's leading dims, broadcast to the common batch shape. */
+    lunet__broadcast_strides(p->a_strides, a->ndim - 2, a->shape, a->strides, p->batch_ndim, p->batch_shape);
+    lunet__broadcast_strides(p->b_strides, b->ndim - 2, b->shape, b->strides, p->batch_ndim, p->batch_shape);
     int64_t shape[LUNET_MAX_DIMS];
     memcpy(shape, p->batch_shape, (size_t)p->batch_ndim * sizeof *shape);
     shape[p->batch_ndim] = p->m;

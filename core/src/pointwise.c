@@ -241,8 +241,8 @@ static lunet_status run_binary(lunet_tensor **out, const lunet_tensor *a, const 
     LUNET_TRY(lunet__tensor_new(&o, out_dtype, ndim, shape, op));
     if (o->numel > 0) {
         int64_t sa[LUNET_MAX_DIMS], sb[LUNET_MAX_DIMS];
-        lunet__broadcast_strides(sa, a, ndim, shape);
-        lunet__broadcast_strides(sb, b, ndim, shape);
+        lunet__broadcast_strides(sa, a->ndim, a->shape, a->strides, ndim, shape);
+        lunet__broadcast_strides(sb, b->ndim, b->shape, b->strides, ndim, shape);
         char *base[3] = {lunet__data(o), lunet__data(a), lunet__data(b)};
         const int64_t *strides[3] = {o->strides, sa, sb};
         size_t sizes[3] = {lunet_dtype_size(out_dtype), lunet_dtype_size(a->dtype),

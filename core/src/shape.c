@@ -50,10 +50,10 @@ lunet_status lunet__broadcast_shape(int *out_ndim, int64_t *out_shape, const cha
     return LUNET_OK;
 }
 
-void lunet__broadcast_strides(int64_t *out_strides, const lunet_tensor *t, int ndim,
-                              const int64_t *shape) {
+void lunet__broadcast_strides(int64_t *out_strides, int src_ndim, const int64_t *src_shape,
+                              const int64_t *src_strides, int ndim, const int64_t *shape) {
     for (int i = 0; i < ndim; i++) {
-        int it = t->ndim - ndim + i;
-        out_strides[i] = (it < 0 || (t->shape[it] == 1 && shape[i] != 1)) ? 0 : t->strides[it];
+        int is = src_ndim - ndim + i;
+        out_strides[i] = (is < 0 || (src_shape[is] == 1 && shape[i] != 1)) ? 0 : src_strides[is];
     }
 }

@@ -323,12 +323,9 @@ lunet_status lunet_tensor_copy(lunet_tensor *dst, const lunet_tensor *src) {
         LUNET_TRY(s);
         src = private_src;
     }
-    lunet_tensor view = *src; /* a stack header: geometry only, no references taken */
-    view.ndim = dst->ndim;
-    memcpy(view.shape, dst->shape, sizeof view.shape);
-    lunet__broadcast_strides(view.strides, src, dst->ndim, dst->shape);
-    view.numel = dst->numel;
-    lunet__copy_cast(dst, &view);
+    int64_t strides[LUNET_MAX_DIMS];
+    lunet__broadcast_strides(strides, src->ndim, src->shape, src->strides, dst->ndim, dst->shape);
+    lunet__copy_cast_strided(dst, lunet__data(src), src->dtype, strides);
     lunet_tensor_release(private_src);
     return LUNET_OK;
 }

@@ -6,6 +6,7 @@
 -- (f(x + eps) - f(x - eps)) / (2 eps).  It returns true, or false and a message naming the
 -- input, the element and both values.  opts: eps (1e-6), atol (1e-5), rtol (1e-3).
 local core = require("lunet.core")
+local grad_mode = require("lunet.grad_mode")
 
 local function multi_index(flat, shape)
   -- 1-based multi-index of the 1-based flat position in a C-ordered tensor of shape
@@ -17,14 +18,7 @@ local function multi_index(flat, shape)
   return "[" .. table.concat(idx, ",") .. "]"
 end
 
-local function without_grad(fn, ...)
-  local was = core.is_grad_enabled()
-  core.set_grad_enabled(false)
-  local ok, result = pcall(fn, ...)
-  core.set_grad_enabled(was)
-  if not ok then error(result, 0) end
-  return result
-end
+local function without_grad(fn, ...) return grad_mode.run(false, fn, ...) end
 
 local function gradcheck(fn, inputs, opts)
   opts = opts or {}

@@ -10,6 +10,7 @@
 -- conveniences and gathers the public table.  See ../shared/DESIGN.md for the whole API.
 local core = require("lunet.core")
 local format = require("lunet.format")
+local grad_mode = require("lunet.grad_mode")
 
 local lunet = {}
 
@@ -36,24 +37,10 @@ core.Tensor.__tostring = format.tensor
 
 --- Runs fn(...) with autograd recording off and returns its results; grad mode is restored
 -- even when fn raises.
-function lunet.no_grad(fn, ...)
-  local was = core.is_grad_enabled()
-  core.set_grad_enabled(false)
-  local results = table.pack(pcall(fn, ...))
-  core.set_grad_enabled(was)
-  if not results[1] then error(results[2], 0) end
-  return table.unpack(results, 2, results.n)
-end
+function lunet.no_grad(fn, ...) return grad_mode.run(false, fn, ...) end
 
 --- Runs fn(...) with autograd recording on (inside a no_grad block, say).
-function lunet.enable_grad(fn, ...)
-  local was = core.is_grad_enabled()
-  core.set_grad_enabled(true)
-  local results = table.pack(pcall(fn, ...))
-  core.set_grad_enabled(was)
-  if not results[1] then error(results[2], 0) end
-  return table.unpack(results, 2, results.n)
-end
+function lunet.enable_grad(fn, ...) return grad_mode.run(true, fn, ...) end
 
 --- Zeroes the gradients of a list of tensors (what an optimizer's zero_grad does).
 function lunet.zero_grad(tensors)
