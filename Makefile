@@ -23,7 +23,7 @@ OPT            ?= -O2 -g
 
 WARNINGS   := -Wall -Wextra -Werror
 CFLAGS_ALL := -std=c11 $(WARNINGS) -fPIC -Icore/include $(BLAS_CFLAGS) $(CFLAGS)
-LIBS       := $(BLAS_LIBS) -lm -lpthread
+LIBS       := $(BLAS_LIBS) -lz -lm -lpthread
 SANITIZE   := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -DLUNET_ALLOC_NO_CACHE
 
 CORE_SRC   := $(sort $(wildcard core/src/*.c))

@@ -1,9 +1,9 @@
 /*
  * binding.h: what the files of lunet/core.so share.
  *
- * Every function the module registers is a C closure whose first upvalue is the binding's
- * context (a full userdata), so no state lives in C globals.  Indices and dims arrive 1-based
- * from Lua and are converted here, and only here, to the C API's 0-based convention.
+ * The binding's state (binding_context) is a userdata in the Lua registry, so no state lives
+ * in C globals.  Indices and dims arrive 1-based from Lua and are converted here, and only
+ * here, to the C API's 0-based convention.
  */
 #ifndef LUNET_BINDING_H
 #define LUNET_BINDING_H
@@ -15,16 +15,16 @@
 
 #define LUNET_TENSOR_MT "lunet.Tensor"
 
-/* Upvalue 1 of every registered function. */
+/* Per-interpreter state, kept in the registry. */
 typedef struct binding_context {
     /* C bytes allocated for Lua-visible tensors and not yet reported to Lua's collector. */
     size_t unreported_bytes;
 } binding_context;
 
-#define CONTEXT_UPVALUE lua_upvalueindex(1)
-/* Where luaopen_lunet_core keeps the context while it registers functions. */
-#define LUNET_CONTEXT_KEY "lunet.context"
+/* The context of this interpreter (created by luaopen_lunet_core). */
 binding_context *binding_context_get(lua_State *L);
+/* Creates the context in the registry; called once by luaopen_lunet_core. */
+void binding_context_open(lua_State *L);
 
 /* ---- tensor userdata (tensor_object.c) --------------------------------------------------- */
 
@@ -84,7 +84,15 @@ void tensor_methods_register(lua_State *L);
 void tensor_metamethods_register(lua_State *L);
 /* Adds the module functions (module.c) to the table on top of the stack. */
 void module_functions_register(lua_State *L);
-/* luaL_setfuncs with the context as the one upvalue; the table is on top of the stack. */
-void register_with_context(lua_State *L, const luaL_Reg *funcs);
+/* Adds Generator and randperm (random.c). */
+void random_functions_register(lua_State *L);
+/* Adds the data-file readers (data.c). */
+void data_functions_register(lua_State *L);
+/* Adds the optimizer steps and clip_grad_norm (optim.c). */
+void optim_functions_register(lua_State *L);
+/* The lunet.Generator at idx. */
+lunet_generator *generator_check(lua_State *L, int idx);
+/* Sets funcs into the table on top of the stack. */
+void register_functions(lua_State *L, const luaL_Reg *funcs);
 
 #endif /* LUNET_BINDING_H */

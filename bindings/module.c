@@ -6,10 +6,7 @@
 
 #include <string.h>
 
-void register_with_context(lua_State *L, const luaL_Reg *funcs) {
-    lua_getfield(L, LUA_REGISTRYINDEX, LUNET_CONTEXT_KEY); /* table ctx */
-    luaL_setfuncs(L, funcs, 1);
-}
+void register_functions(lua_State *L, const luaL_Reg *funcs) { luaL_setfuncs(L, funcs, 0); }
 
 /* ---- creation ------------------------------------------------------------------------------------- */
 
@@ -208,16 +205,17 @@ void module_functions_register(lua_State *L) {
         {"set_num_threads", f_set_num_threads}, {"get_num_threads", f_get_num_threads},
         {"is_grad_enabled", f_is_grad_enabled}, {"set_grad_enabled", f_set_grad_enabled},
         {"alloc_stats", f_alloc_stats}, {"alloc_trim", f_alloc_trim}, {NULL, NULL}};
-    register_with_context(L, funcs);
+    register_functions(L, funcs);
 }
 
 int luaopen_lunet_core(lua_State *L) {
-    binding_context *ctx = lua_newuserdatauv(L, sizeof *ctx, 0);
-    memset(ctx, 0, sizeof *ctx);
-    lua_setfield(L, LUA_REGISTRYINDEX, LUNET_CONTEXT_KEY);
+    binding_context_open(L);
 
     lua_newtable(L); /* module */
     module_functions_register(L);
+    random_functions_register(L);
+    data_functions_register(L);
+    optim_functions_register(L);
     tensor_object_open(L); /* module methods */
     lua_setfield(L, -2, "methods");
     luaL_getmetatable(L, LUNET_TENSOR_MT);

@@ -266,6 +266,53 @@ static int extreme(lua_State *L, bool want_max) {
 static int m_max(lua_State *L) { return extreme(L, true); }
 static int m_min(lua_State *L) { return extreme(L, false); }
 
+/* ---- indexing and counting ------------------------------------------------------------------------- */
+
+/* A new i64 tensor holding the 0-based form of 1-based Lua indices. */
+static lunet_tensor *zero_based(lua_State *L, int idx, const char *op) {
+    lunet_tensor *lua_indices = tensor_test(L, idx), *one = NULL, *shifted = NULL;
+    if (!lua_indices) luaL_error(L, "%s: indices must be a tensor (1-based integers), got %s", op, luaL_typename(L, idx));
+    int64_t v = 1;
+    lunet_status s = lunet_tensor_from_data(&one, LUNET_DTYPE_I64, 0, NULL, &v);
+    if (s == LUNET_OK) s = lunet_tensor_sub(&shifted, lua_indices, one);
+    lunet_tensor_release(one);
+    if (s != LUNET_OK) raise_status(L);
+    tensor_push_new(L, shifted); /* the stack owns it */
+    return shifted;
+}
+
+/* t:index_select(dim, indices): slices at 1-based positions. */
+static int m_index_select(lua_State *L) {
+    lunet_tensor *t = tensor_check(L, 1), *out;
+    int d = dim_arg(L, 2, lunet_tensor_ndim(t), 0, "index_select");
+    lunet_tensor *indices = zero_based(L, 3, "index_select");
+    lunet_status s = lunet_tensor_index_select(&out, t, d, indices);
+    if (s == LUNET_ERR_INDEX) /* restate the C message in Lua's 1-based terms */
+        return luaL_error(L, "index_select: an index is out of range 1..%I for dim %d",
+                          (lua_Integer)lunet_tensor_shape(t)[d], d + 1);
+    if (s != LUNET_OK) return raise_status(L);
+    tensor_push_new(L, out);
+    return 1;
+}
+
+/* t:bincount([minlength]): out[v] counts the elements equal to v, for values 1, 2, ... */
+static int m_bincount(lua_State *L) {
+    lunet_tensor *t = tensor_check(L, 1), *out;
+    lua_Integer minlength = luaL_optinteger(L, 2, 0);
+    lunet_tensor *shifted = zero_based(L, 1, "bincount");
+    if (lunet_tensor_numel(t) > 0) {
+        lunet_tensor *lowest;
+        if (lunet_tensor_min_all(&lowest, shifted) != LUNET_OK) return raise_status(L);
+        int64_t low = 0;
+        lunet_tensor_item_i64(&low, lowest);
+        lunet_tensor_release(lowest);
+        if (low < 0) return luaL_error(L, "bincount: values must be >= 1 (categories count from 1), found %I", (lua_Integer)(low + 1));
+    }
+    if (lunet_tensor_bincount(&out, shifted, minlength) != LUNET_OK) return raise_status(L);
+    tensor_push_new(L, out);
+    return 1;
+}
+
 /* ---- elements and in-place writes ------------------------------------------------------------------ */
 
 static void read_index(lua_State *L, const lunet_tensor *t, int first, int count, int64_t *index, const char *op) {
@@ -449,14 +496,15 @@ void tensor_methods_register(lua_State *L) {
         {"fill", m_fill}, {"zero", m_zero}, {"copy", m_copy},
         {"shape", m_shape}, {"size", m_size}, {"stride", m_stride}, {"dim", m_dim}, {"numel", m_numel},
         {"is_contiguous", m_is_contiguous}, {"shares_storage", m_shares_storage},
+        {"index_select", m_index_select}, {"bincount", m_bincount},
         {"backward", m_backward}, {"requires_grad_", m_requires_grad_}, {"zero_grad", m_zero_grad},
         {NULL, NULL}};
-    register_with_context(L, methods);
+    register_functions(L, methods);
 }
 
 /* The arithmetic metamethods, set on the metatable by luaopen_lunet_core. */
 void tensor_metamethods_register(lua_State *L) {
     static const luaL_Reg meta[] = {{"__add", m_add}, {"__sub", m_sub}, {"__mul", m_mul}, {"__div", m_div},
                                     {"__pow", m_pow}, {"__unm", m_unm}, {NULL, NULL}};
-    register_with_context(L, meta);
+    register_functions(L, meta);
 }

@@ -13,8 +13,20 @@ typedef struct tensor_box {
     lunet_tensor *tensor;
 } tensor_box;
 
+/* The registry key: the address of this variable, unique in the process. */
+static const char context_key = 'c';
+
+void binding_context_open(lua_State *L) {
+    binding_context *ctx = lua_newuserdatauv(L, sizeof *ctx, 0);
+    memset(ctx, 0, sizeof *ctx);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &context_key);
+}
+
 binding_context *binding_context_get(lua_State *L) {
-    return (binding_context *)lua_touserdata(L, CONTEXT_UPVALUE);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &context_key);
+    binding_context *ctx = (binding_context *)lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return ctx;
 }
 
 int raise_status(lua_State *L) { return luaL_error(L, "%s", lunet_last_error()); }
@@ -117,13 +129,13 @@ static int index_integer(lua_State *L, lunet_tensor *t) {
     return 1;
 }
 
-/* __index: methods first (upvalue 2), then fields, then integer indexing. */
+/* __index: methods first (the upvalue), then fields, then integer indexing. */
 static int tensor_index(lua_State *L) {
     if (lua_type(L, 2) == LUA_TSTRING) {
         /* Methods resolve even on a released tensor, so t:release() can be called twice; the
          * methods themselves refuse released tensors. */
         lua_pushvalue(L, 2);
-        if (lua_rawget(L, lua_upvalueindex(2)) != LUA_TNIL) return 1;
+        if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
         lua_pop(L, 1);
         return push_field(L, tensor_check(L, 1), lua_tostring(L, 2));
     }
@@ -195,7 +207,7 @@ void tensor_object_open(lua_State *L) {
         {"__gc", tensor_release},       {"__close", tensor_release}, {"__newindex", tensor_newindex},
         {"__len", tensor_len},          {"__tostring", tensor_tostring_plain}, {NULL, NULL}};
     luaL_newmetatable(L, LUNET_TENSOR_MT); /* mt */
-    register_with_context(L, meta);
+    register_functions(L, meta);
     tensor_metamethods_register(L);
     lua_newtable(L); /* mt methods */
     lua_pushcfunction(L, tensor_release);
@@ -203,10 +215,9 @@ void tensor_object_open(lua_State *L) {
     lua_pushcfunction(L, tensor_is_released);
     lua_setfield(L, -2, "is_released");
     tensor_methods_register(L);
-    /* __index is a closure over (context, methods). */
-    lua_getfield(L, LUA_REGISTRYINDEX, LUNET_CONTEXT_KEY);
-    lua_pushvalue(L, -2);
-    lua_pushcclosure(L, tensor_index, 2);
+    /* __index is a closure over the methods table. */
+    lua_pushvalue(L, -1);
+    lua_pushcclosure(L, tensor_index, 1);
     lua_setfield(L, -3, "__index");
     lua_remove(L, -2); /* methods */
 }

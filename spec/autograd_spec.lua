@@ -153,6 +153,7 @@ describe("gradcheck (float64 central differences) holds for", function()
     { "unsqueeze", function(a) return a:unsqueeze(2) end, { { 2, 3 } } },
     { "flatten", function(a) return a:flatten() end, { { 2, 3, 2 } } },
     { "expand", function(a) return a:expand({ 2, 3, 4 }) end, { { 3, 1 } } },
+    { "index_select with repeats", function(a) return a:index_select(2, lunet.tensor({ 3, 1, 3 }, "i64")) end, { { 2, 4 } } },
     { "a composite expression", function(a, b)
       return ((a:matmul(b) + 1):relu() * a:sum(2, true)):mean(1)
     end, { { 3, 4 }, { 4, 5 } } },

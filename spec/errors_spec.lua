@@ -82,6 +82,11 @@ describe("misuse gives a clear error", function()
       h.assert_error_contains(function() return m23:permute(1, 1) end, "permute", "appears twice")
       h.assert_error_contains(function() return m23:unsqueeze(4) end, "unsqueeze: dim 4 out of range")
       h.assert_error_contains(function() return lunet.zeros({ 0 }):max() end, "max: cannot reduce an empty tensor")
+      h.assert_error_contains(function() return m23:index_select(1, lunet.tensor({ 3 }, "i64")) end,
+        "index_select: an index is out of range 1..2 for dim 1")
+      h.assert_error_contains(function() return m23:index_select(1, lunet.tensor({ 1.5 })) end,
+        "index_select: indices must be a 1-d integer tensor, got f32")
+      h.assert_error_contains(function() return lunet.tensor({ 0, 2 }, "i64"):bincount() end, "bincount: values must be >= 1")
     end)
 
     it("creation arguments", function()

@@ -70,6 +70,42 @@ describe("tensor creation", function()
   end)
 end)
 
+describe("random streams and permutations", function()
+  it("gives each Generator its own reproducible stream", function()
+    local g1, g2 = lunet.Generator(5), lunet.Generator(5)
+    assert.are.same(g1:randperm(20):totable(), g2:randperm(20):totable())
+    local before = lunet.get_rng_state()
+    lunet.Generator(9):randperm(100)
+    assert.are.same(before, lunet.get_rng_state()) -- the default stream is untouched
+    local state = g1:state()
+    local x = g1:uniform()
+    g1:set_state(state)
+    assert.are.equal(x, g1:uniform())
+    local r = g1:random(6)
+    assert.is_true(r >= 1 and r <= 6 and math.type(r) == "integer")
+  end)
+
+  it("makes permutations of 1..n", function()
+    local p = lunet.randperm(50):totable()
+    table.sort(p)
+    for i = 1, 50 do assert.are.equal(i, p[i]) end
+    assert.are.same({}, lunet.randperm(0):totable())
+  end)
+end)
+
+describe("index_select and bincount", function()
+  it("gathers slices at 1-based positions, repeats allowed", function()
+    local t = lunet.arange(12):reshape(4, 3)
+    assert.are.same({ { 9, 10, 11 }, { 0, 1, 2 }, { 9, 10, 11 } }, t:index_select(1, lunet.tensor({ 4, 1, 4 }, "i64")):totable())
+    assert.are.same({ { 2, 0 }, { 5, 3 }, { 8, 6 }, { 11, 9 } }, t:index_select(2, lunet.tensor({ 3, 1 }, "i32")):totable())
+  end)
+
+  it("counts 1-based categories", function()
+    assert.are.same({ 1, 1, 2, 0 }, lunet.tensor({ 1, 3, 3, 2 }, "i64"):bincount(4):totable())
+    assert.are.same({ 0, 2 }, lunet.tensor({ 2, 2 }, "u8"):bincount():totable())
+  end)
+end)
+
 describe("printing", function()
   it("shows values, dtype and shape like PyTorch", function()
     assert.are.equal("tensor([[1., 2.],\n        [3., 4.]], dtype=f32, shape=[2,2])",

@@ -164,16 +164,34 @@ lunet_status lunet_tensor_randn(lunet_tensor **out, lunet_dtype dtype, int ndim,
                                 const int64_t *shape);
 
 /* ------------------------------------------------------------------------------------------
- * Random numbers.  The default generator (xoshiro256**) is process-wide and not locked: draw
- * from one thread at a time.  The same seed gives the same numbers on every machine.
+ * Random numbers.  A generator is xoshiro256** state: small, fast, and the same seed gives
+ * the same numbers on every machine.  The default generator is process-wide and not locked
+ * (draw from one thread at a time); it serves rand, randn, dropout and weight initialisation.
+ * Other generators (a data loader's shuffling, say) are independent streams.
  * ---------------------------------------------------------------------------------------- */
 
+typedef struct lunet_generator {
+    uint64_t s[4]; /* private: use the functions below */
+} lunet_generator;
+
+void lunet_generator_seed(lunet_generator *g, uint64_t seed);
+uint64_t lunet_generator_next(lunet_generator *g);      /* 64 random bits */
+double lunet_generator_uniform(lunet_generator *g);     /* [0, 1) */
+double lunet_generator_normal(lunet_generator *g);      /* standard normal */
+/* Uniform integer in [0, n) without modulo bias; n > 0. */
+uint64_t lunet_generator_below(lunet_generator *g, uint64_t n);
+/* The process-wide default generator (borrowed). */
+lunet_generator *lunet_default_generator(void);
+
+/* Shorthands for the default generator. */
 void lunet_manual_seed(uint64_t seed);
 void lunet_rng_get_state(uint64_t state[4]);
 void lunet_rng_set_state(const uint64_t state[4]);
-/* Uniform double in [0, 1) and standard normal double from the default generator. */
 double lunet_rng_uniform(void);
 double lunet_rng_normal(void);
+
+/* A random permutation of 0..n-1 as i64 (Fisher-Yates); g NULL means the default. */
+lunet_status lunet_tensor_randperm(lunet_tensor **out, int64_t n, lunet_generator *g);
 
 /* ------------------------------------------------------------------------------------------
  * Elements and in-place writes
@@ -299,12 +317,88 @@ lunet_status lunet_tensor_argmin_dim(lunet_tensor **out, const lunet_tensor *t, 
                                      bool keepdim);
 
 /* ------------------------------------------------------------------------------------------
+ * Indexing and counting
+ * ---------------------------------------------------------------------------------------- */
+
+/* The slices of t along dim at the 0-based positions in indices (a 1-d integer tensor); out
+ * has indices' length in dim.  Differentiable in t (the gradient is added back per index). */
+lunet_status lunet_tensor_index_select(lunet_tensor **out, const lunet_tensor *t, int dim,
+                                       const lunet_tensor *indices);
+/* For a 1-d tensor of non-negative integers, out[v] counts the elements equal to v; out is
+ * i64 of length max(max(t) + 1, minlength). */
+lunet_status lunet_tensor_bincount(lunet_tensor **out, const lunet_tensor *t, int64_t minlength);
+
+/* ------------------------------------------------------------------------------------------
  * Matrix product with torch.matmul's rules: 1-d x 1-d is a dot product, a 1-d operand is
  * promoted to a matrix and the added dim removed, batch dims broadcast.  Float dtypes run on
  * cblas_sgemm/dgemm; integer dtypes on a plain loop (wrapping like C unsigned arithmetic).
  * ---------------------------------------------------------------------------------------- */
 
 lunet_status lunet_tensor_matmul(lunet_tensor **out, const lunet_tensor *a, const lunet_tensor *b);
+
+/* ------------------------------------------------------------------------------------------
+ * Optimizers: one call updates every parameter in place (with grad mode ignored), the way
+ * torch.optim does it.  params[i] must be a contiguous float tensor; parameters whose grad is
+ * NULL are skipped.  State tensors (same shape and dtype as their parameter, contiguous) are
+ * owned by the caller and start as zeros; step counts from 1.  The formulas are PyTorch's
+ * (torch.optim, 1.13), so a run can be compared with it update for update.
+ * ---------------------------------------------------------------------------------------- */
+
+typedef struct lunet_sgd_options {
+    double lr, momentum, dampening, weight_decay;
+    bool nesterov, maximize;
+} lunet_sgd_options;
+
+/* momentum_buffers may be NULL when momentum is 0; at step 1 a buffer takes the gradient. */
+lunet_status lunet_sgd_step(lunet_tensor *const *params, lunet_tensor *const *momentum_buffers, size_t n,
+                            int64_t step, const lunet_sgd_options *options);
+
+typedef struct lunet_adam_options {
+    double lr, beta1, beta2, eps, weight_decay;
+    bool amsgrad;
+    bool decoupled_weight_decay; /* AdamW: decay the weights directly, not through the gradient */
+    bool maximize;
+} lunet_adam_options;
+
+/* max_exp_avg_sq is used only with amsgrad (may be NULL otherwise). */
+lunet_status lunet_adam_step(lunet_tensor *const *params, lunet_tensor *const *exp_avg,
+                             lunet_tensor *const *exp_avg_sq, lunet_tensor *const *max_exp_avg_sq, size_t n,
+                             int64_t step, const lunet_adam_options *options);
+
+typedef struct lunet_rmsprop_options {
+    double lr, alpha, eps, weight_decay, momentum;
+    bool centered, maximize;
+} lunet_rmsprop_options;
+
+/* momentum_buffers are used when momentum > 0 and grad_avg when centered (else may be NULL). */
+lunet_status lunet_rmsprop_step(lunet_tensor *const *params, lunet_tensor *const *square_avg,
+                                lunet_tensor *const *momentum_buffers, lunet_tensor *const *grad_avg, size_t n,
+                                const lunet_rmsprop_options *options);
+
+/* Scales the gradients so that their joint norm (norm_type 2, 1, or INFINITY) is at most
+ * max_norm, as torch.nn.utils.clip_grad_norm_; *total_norm receives the norm before. */
+lunet_status lunet_clip_grad_norm(double *total_norm, lunet_tensor *const *params, size_t n, double max_norm,
+                                  double norm_type);
+
+/* ------------------------------------------------------------------------------------------
+ * Data files.  Readers check every size against the file before allocating and report a bad
+ * file as LUNET_ERR_FORMAT (or LUNET_ERR_IO) with the path and the problem in the message.
+ * ---------------------------------------------------------------------------------------- */
+
+/* An IDX file (the MNIST format), gzip-compressed or not (detected from the first bytes):
+ * u8, i8, i32, f32 and f64 payloads keep their dtype, i16 becomes i32; the shape is the
+ * file's. */
+lunet_status lunet_idx_read(lunet_tensor **out, const char *path);
+
+typedef struct lunet_csv_options {
+    char delimiter;      /* ',' when 0 */
+    int64_t skip_rows;   /* lines skipped at the top (a header) */
+    lunet_dtype dtype;   /* F32 or F64 */
+} lunet_csv_options;
+
+/* A CSV file of numbers as a (rows, columns) tensor; every row must have the same number of
+ * fields.  Empty lines are skipped. */
+lunet_status lunet_csv_read(lunet_tensor **out, const char *path, const lunet_csv_options *options);
 
 /* ------------------------------------------------------------------------------------------
  * Autograd

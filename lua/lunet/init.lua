@@ -28,7 +28,7 @@ for _, name in ipairs({
   "neg", "abs", "relu", "exp", "log", "sqrt", "sigmoid", "tanh", "clamp",
   "sum", "mean", "max", "min", "argmax", "argmin",
   "reshape", "view", "transpose", "permute", "narrow", "slice", "select", "squeeze", "unsqueeze",
-  "flatten", "expand", "clone", "detach",
+  "flatten", "expand", "clone", "detach", "index_select", "bincount",
 }) do
   lunet[name] = core.methods[name]
 end
