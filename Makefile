@@ -40,7 +40,7 @@ ASAN_BIN   := $(TEST_SRC:core/tests/%.c=build/asan/tests/%)
 
 # System packages the build, the tests and the demo need (Debian 12).
 DEB_PACKAGES := gcc make pkg-config lua5.4 liblua5.4-dev libopenblas-dev zlib1g-dev lua-cjson \
-                lua-busted lua-check luarocks valgrind dataset-fashion-mnist
+                lua-busted lua-check lua-expat luarocks valgrind dataset-fashion-mnist
 
 .PHONY: all deps test ctest ctest-asan valgrind-check spec spec-asan lint demo install install-rock uninstall clean check-rock
 

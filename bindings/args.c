@@ -86,12 +86,12 @@ create_options create_options_arg(lua_State *L, int idx, const char *op) {
     return o;
 }
 
-int push_created(lua_State *L, lunet_tensor *t, lunet_status s, create_options o) {
+int push_created(lua_State *L, lunet_tensor **t, lunet_status s, create_options o) {
     if (s == LUNET_OK && o.requires_grad) {
-        s = lunet_tensor_set_requires_grad(t, true);
-        if (s != LUNET_OK) lunet_tensor_release(t);
+        s = lunet_tensor_set_requires_grad(*t, true);
+        if (s != LUNET_OK) lunet_tensor_release(*t);
     }
     if (s != LUNET_OK) return raise_status(L);
-    tensor_push_new(L, t);
+    tensor_push_new(L, *t);
     return 1;
 }

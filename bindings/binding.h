@@ -61,8 +61,10 @@ typedef struct create_options {
     bool requires_grad;
 } create_options;
 create_options create_options_arg(lua_State *L, int idx, const char *op);
-/* Applies requires_grad and pushes t as a new tensor. */
-int push_created(lua_State *L, lunet_tensor *t, lunet_status s, create_options o);
+/* Pushes *t as a new tensor with requires_grad applied, or raises when s failed.  t is passed
+ * by address so that a call like push_created(L, &t, ctor(&t, ...), o) reads it only after
+ * ctor has run (C leaves the order of argument evaluation open). */
+int push_created(lua_State *L, lunet_tensor **t, lunet_status s, create_options o);
 
 /* ---- conversions between Lua values and tensors (convert.c) --------------------------------- */
 
@@ -86,6 +88,10 @@ void tensor_metamethods_register(lua_State *L);
 void module_functions_register(lua_State *L);
 /* Adds Generator and randperm (random.c). */
 void random_functions_register(lua_State *L);
+/* Adds the neural-network ops (nn.c). */
+void nn_functions_register(lua_State *L);
+/* Adds safetensors_read and safetensors_write (safetensors.c). */
+void safetensors_functions_register(lua_State *L);
 /* Adds the data-file readers (data.c). */
 void data_functions_register(lua_State *L);
 /* Adds the optimizer steps and clip_grad_norm (optim.c). */

@@ -317,6 +317,16 @@ lunet_status lunet_tensor_argmin_dim(lunet_tensor **out, const lunet_tensor *t, 
                                      bool keepdim);
 
 /* ------------------------------------------------------------------------------------------
+ * Joining
+ * ---------------------------------------------------------------------------------------- */
+
+/* The tensors joined along dim: every other dim must match; the result has the promoted
+ * dtype.  Differentiable (each input gets its slice of the gradient). */
+lunet_status lunet_tensor_cat(lunet_tensor **out, const lunet_tensor *const *tensors, size_t n, int dim);
+/* The tensors (all of one shape) stacked along a new dim. */
+lunet_status lunet_tensor_stack(lunet_tensor **out, const lunet_tensor *const *tensors, size_t n, int dim);
+
+/* ------------------------------------------------------------------------------------------
  * Indexing and counting
  * ---------------------------------------------------------------------------------------- */
 
@@ -335,6 +345,89 @@ lunet_status lunet_tensor_bincount(lunet_tensor **out, const lunet_tensor *t, in
  * ---------------------------------------------------------------------------------------- */
 
 lunet_status lunet_tensor_matmul(lunet_tensor **out, const lunet_tensor *a, const lunet_tensor *b);
+
+/* ------------------------------------------------------------------------------------------
+ * Neural-network ops.  Each is one autograd node with a fused backward.  Inputs, weights and
+ * biases must share one float dtype (f32 or f64); images are (N, C, H, W); weights have
+ * PyTorch's shapes, so parameters move between the two without reshaping.
+ * ---------------------------------------------------------------------------------------- */
+
+/* y = x W^T + b: x (..., in), weight (out, in), bias (out) or NULL; y (..., out). */
+lunet_status lunet_linear(lunet_tensor **out, const lunet_tensor *x, const lunet_tensor *weight,
+                          const lunet_tensor *bias);
+
+typedef struct lunet_conv2d_params {
+    int64_t stride[2], padding[2], dilation[2]; /* (height, width); stride and dilation >= 1 */
+    int64_t groups;                             /* >= 1, divides both channel counts */
+} lunet_conv2d_params;
+
+/* x (N, C, H, W), weight (O, C / groups, KH, KW), bias (O) or NULL -> (N, O, OH, OW) with
+ * OH = (H + 2 padding - dilation (KH - 1) - 1) / stride + 1, and likewise OW. */
+lunet_status lunet_conv2d(lunet_tensor **out, const lunet_tensor *x, const lunet_tensor *weight,
+                          const lunet_tensor *bias, const lunet_conv2d_params *params);
+
+typedef struct lunet_pool2d_params {
+    int64_t kernel[2], stride[2], padding[2], dilation[2]; /* dilation: max pooling only */
+    bool ceil_mode;         /* round the output size up instead of down */
+    bool count_include_pad; /* average pooling: padded zeros count in the divisor */
+} lunet_pool2d_params;
+
+/* Max over each window of each (N, C) plane; the gradient goes to the first maximum (ties go to
+ * the lowest index) and NaN wins, as in PyTorch. */
+lunet_status lunet_max_pool2d(lunet_tensor **out, const lunet_tensor *x, const lunet_pool2d_params *params);
+lunet_status lunet_avg_pool2d(lunet_tensor **out, const lunet_tensor *x, const lunet_pool2d_params *params);
+/* Averages over windows that split (H, W) into (out_h, out_w) as evenly as possible. */
+lunet_status lunet_adaptive_avg_pool2d(lunet_tensor **out, const lunet_tensor *x, int64_t out_h, int64_t out_w);
+
+/* Batch normalisation over dim 1 of (N, C), (N, C, L) or (N, C, H, W).  Training uses the
+ * batch's statistics and, when running_mean/running_var are given, updates them in place:
+ * r = (1 - momentum) r + momentum s (the variance unbiased).  Otherwise the running statistics
+ * are used.  weight and bias (C) may be NULL (no affine transform). */
+lunet_status lunet_batch_norm(lunet_tensor **out, const lunet_tensor *x, lunet_tensor *running_mean,
+                              lunet_tensor *running_var, const lunet_tensor *weight, const lunet_tensor *bias,
+                              bool training, double momentum, double eps);
+
+lunet_status lunet_leaky_relu(lunet_tensor **out, const lunet_tensor *x, double negative_slope);
+/* 0.5 x (1 + erf(x / sqrt 2)), or PyTorch's tanh approximation when tanh_approximation. */
+lunet_status lunet_gelu(lunet_tensor **out, const lunet_tensor *x, bool tanh_approximation);
+lunet_status lunet_softmax(lunet_tensor **out, const lunet_tensor *x, int dim);
+lunet_status lunet_log_softmax(lunet_tensor **out, const lunet_tensor *x, int dim);
+/* Zeroes elements with probability p and scales the others by 1 / (1 - p).  The keep/drop mask
+ * comes from the default generator, or from mask (any dtype, non-zero = keep, x's shape) when
+ * given, which makes the op deterministic for tests. */
+lunet_status lunet_dropout(lunet_tensor **out, const lunet_tensor *x, double p, const lunet_tensor *mask);
+
+typedef enum lunet_reduction {
+    LUNET_REDUCTION_MEAN = 0,
+    LUNET_REDUCTION_SUM,
+    LUNET_REDUCTION_NONE
+} lunet_reduction;
+
+typedef struct lunet_class_loss_options {
+    lunet_reduction reduction;
+    const lunet_tensor *weight; /* (C) class weights, or NULL */
+    double label_smoothing;     /* cross_entropy only, in [0, 1] */
+    bool has_ignore_index;
+    int64_t ignore_index; /* a target value that contributes nothing */
+} lunet_class_loss_options;
+
+/* Fused log_softmax + negative log likelihood: logits (N, C), targets (N) 0-based class
+ * indices (integer dtype).  Mean reduction divides by the summed weights of the targets, and
+ * label smoothing mixes in the uniform distribution, both as torch.nn.functional does. */
+lunet_status lunet_cross_entropy(lunet_tensor **out, const lunet_tensor *logits, const lunet_tensor *targets,
+                                 const lunet_class_loss_options *options);
+/* The same on log-probabilities (label_smoothing must be 0). */
+lunet_status lunet_nll_loss(lunet_tensor **out, const lunet_tensor *log_probs, const lunet_tensor *targets,
+                            const lunet_class_loss_options *options);
+/* (input - target)^2 and |input - target|, shapes broadcast; differentiable in both. */
+lunet_status lunet_mse_loss(lunet_tensor **out, const lunet_tensor *input, const lunet_tensor *target,
+                            lunet_reduction reduction);
+lunet_status lunet_l1_loss(lunet_tensor **out, const lunet_tensor *input, const lunet_tensor *target,
+                           lunet_reduction reduction);
+/* Binary cross-entropy on logits, computed stably; pos_weight (broadcast over the last dim)
+ * weighs the positive term, or NULL. */
+lunet_status lunet_bce_with_logits(lunet_tensor **out, const lunet_tensor *input, const lunet_tensor *target,
+                                   const lunet_tensor *pos_weight, lunet_reduction reduction);
 
 /* ------------------------------------------------------------------------------------------
  * Optimizers: one call updates every parameter in place (with grad mode ignored), the way
@@ -375,7 +468,7 @@ lunet_status lunet_rmsprop_step(lunet_tensor *const *params, lunet_tensor *const
                                 lunet_tensor *const *momentum_buffers, lunet_tensor *const *grad_avg, size_t n,
                                 const lunet_rmsprop_options *options);
 
-/* Scales the gradients so that their joint norm (norm_type 2, 1, or INFINITY) is at most
+/* Scales the gradients so that their joint p-norm (norm_type p > 0, or INFINITY) is at most
  * max_norm, as torch.nn.utils.clip_grad_norm_; *total_norm receives the norm before. */
 lunet_status lunet_clip_grad_norm(double *total_norm, lunet_tensor *const *params, size_t n, double max_norm,
                                   double norm_type);
@@ -399,6 +492,44 @@ typedef struct lunet_csv_options {
 /* A CSV file of numbers as a (rows, columns) tensor; every row must have the same number of
  * fields.  Empty lines are skipped. */
 lunet_status lunet_csv_read(lunet_tensor **out, const char *path, const lunet_csv_options *options);
+
+/* ------------------------------------------------------------------------------------------
+ * safetensors files (https://github.com/huggingface/safetensors): an 8-byte little-endian
+ * header length, a JSON header {"name": {"dtype": "F32", "shape": [..], "data_offsets":
+ * [begin, end]}, ..., "__metadata__": {"key": "value"}}, then the raw little-endian data.
+ * The reader checks every length, offset and shape (overflow-checked) against the file
+ * before allocating, and reports a bad file as LUNET_ERR_FORMAT naming the path and the
+ * problem; it never trusts a size it has not checked.
+ * ---------------------------------------------------------------------------------------- */
+
+typedef struct lunet_named_tensor {
+    const char *name;
+    const lunet_tensor *tensor;
+} lunet_named_tensor;
+
+typedef struct lunet_string_pair {
+    const char *key, *value;
+} lunet_string_pair;
+
+/* Writes the tensors (any strides; stored contiguous) and the metadata to path atomically:
+ * a temporary file in the same directory is written, fsync'd and renamed over path, so a
+ * crash leaves either the old file or the new one.  Names must be unique and non-empty. */
+lunet_status lunet_safetensors_write(const char *path, const lunet_named_tensor *tensors, size_t n_tensors,
+                                     const lunet_string_pair *metadata, size_t n_metadata);
+
+/* A file read into memory: its tensors (in file order) and metadata. */
+typedef struct lunet_safetensors lunet_safetensors;
+
+lunet_status lunet_safetensors_read(lunet_safetensors **out, const char *path);
+size_t lunet_safetensors_count(const lunet_safetensors *file);
+const char *lunet_safetensors_name(const lunet_safetensors *file, size_t i);       /* borrowed */
+const lunet_tensor *lunet_safetensors_tensor(const lunet_safetensors *file, size_t i); /* borrowed */
+size_t lunet_safetensors_metadata_count(const lunet_safetensors *file);
+const char *lunet_safetensors_metadata_key(const lunet_safetensors *file, size_t i);   /* borrowed */
+const char *lunet_safetensors_metadata_value(const lunet_safetensors *file, size_t i); /* borrowed */
+/* The value of key, or NULL (borrowed). */
+const char *lunet_safetensors_metadata_get(const lunet_safetensors *file, const char *key);
+void lunet_safetensors_free(lunet_safetensors *file);
 
 /* ------------------------------------------------------------------------------------------
  * Autograd

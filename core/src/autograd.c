@@ -333,3 +333,21 @@ lunet_status lunet__sum_to_shape(lunet_tensor **out, const lunet_tensor *grad, i
     *out = cur;
     return LUNET_OK;
 }
+
+lunet_status lunet__contiguous_nograd(lunet_tensor **out, const lunet_tensor *t) {
+    bool was = lunet_grad_is_enabled();
+    lunet_grad_set_enabled(false);
+    lunet_status s = lunet_tensor_contiguous(out, t);
+    lunet_grad_set_enabled(was);
+    return s;
+}
+
+lunet_status lunet__record_or_release(lunet__node **node, lunet_tensor **out, const char *name,
+                                      lunet__backward_fn backward, int n_inputs, const lunet_tensor *const *inputs) {
+    lunet_status s = lunet__record(node, *out, name, backward, n_inputs, inputs);
+    if (s != LUNET_OK) {
+        lunet_tensor_release(*out);
+        *out = NULL;
+    }
+    return s;
+}

@@ -40,6 +40,12 @@ static lunet_dtype promote_same_kind(lunet_dtype a, lunet_dtype b) {
     return LUNET_DTYPE_I32; /* any remaining mix of i32, i8, u8 */
 }
 
+lunet_dtype lunet__promote_dtypes(lunet_dtype a, lunet_dtype b) {
+    bool fa = lunet_dtype_is_float(a), fb = lunet_dtype_is_float(b);
+    if (fa == fb) return promote_same_kind(a, b);
+    return fa ? a : b;
+}
+
 lunet_dtype lunet__promote(const lunet_tensor *a, const lunet_tensor *b) {
     bool fa = lunet_dtype_is_float(a->dtype), fb = lunet_dtype_is_float(b->dtype);
     bool scalar_a = a->ndim == 0 && b->ndim > 0, scalar_b = b->ndim == 0 && a->ndim > 0;
@@ -201,4 +207,16 @@ void lunet__copy_cast_strided(lunet_tensor *dst, const char *src_data, lunet_dty
 void lunet__copy_cast(lunet_tensor *dst, const lunet_tensor *src) {
     LUNET_ASSERT(lunet__same_shape(dst->ndim, dst->shape, src->ndim, src->shape));
     lunet__copy_cast_strided(dst, lunet__data(src), src->dtype, src->strides);
+}
+
+lunet_status lunet__check_float_operands(const char *op, int n, const lunet_tensor *const *ts,
+                                         const char *const *names) {
+    if (!lunet_dtype_is_float(ts[0]->dtype))
+        return lunet__fail(LUNET_ERR_DTYPE, "%s: %s must be f32 or f64, not %s", op, names[0],
+                           lunet_dtype_name(ts[0]->dtype));
+    for (int i = 1; i < n; i++)
+        if (ts[i] && ts[i]->dtype != ts[0]->dtype)
+            return lunet__fail(LUNET_ERR_DTYPE, "%s: %s is %s but %s is %s", op, names[i],
+                               lunet_dtype_name(ts[i]->dtype), names[0], lunet_dtype_name(ts[0]->dtype));
+    return LUNET_OK;
 }

@@ -109,6 +109,8 @@ void lunet__fill_contiguous(lunet_tensor *t, double value);
 
 /* Result dtype of a binary op following the rules described in lunet.h. */
 lunet_dtype lunet__promote(const lunet_tensor *a, const lunet_tensor *b);
+/* The same for two tensors of at least one dim each (no 0-d weak typing). */
+lunet_dtype lunet__promote_dtypes(lunet_dtype a, lunet_dtype b);
 /* Copies src into dst (same shape, any strides, any dtypes); no autograd. */
 void lunet__copy_cast(lunet_tensor *dst, const lunet_tensor *src);
 /* The same with the source given as data, dtype and strides (in elements) over dst's shape:
@@ -177,7 +179,7 @@ void lunet__iter_run(const lunet__iter *it, lunet__row_fn row, const void *ctx);
 /* ---- autograd (autograd.c) -------------------------------------------------------------- */
 
 #define LUNET__NODE_MAX_INPUTS 3
-#define LUNET__NODE_MAX_SAVED 3
+#define LUNET__NODE_MAX_SAVED 4
 
 /* Computes the gradients of the node's inputs from the gradient of its output.  grad_in[i]
  * is left NULL for inputs that do not need one (node->inputs[i] == NULL).  Runs with grad
@@ -223,6 +225,18 @@ lunet_status lunet__record(lunet__node **node, lunet_tensor *out, const char *na
 lunet_status lunet__save(lunet__node *node, int slot, const lunet_tensor *t);
 void lunet__node_release(lunet__node *node);
 
+/* ---- helpers the nn ops share --------------------------------------------------------------- */
+
+/* Fails unless every non-NULL tensor in ts is f32 or f64 with the dtype of ts[0]; names label
+ * them in the message ("linear: weight is f64 but input is f32"). */
+lunet_status lunet__check_float_operands(const char *op, int n, const lunet_tensor *const *ts,
+                                         const char *const *names);
+/* t itself (retained) when contiguous, else a contiguous copy; never records autograd. */
+lunet_status lunet__contiguous_nograd(lunet_tensor **out, const lunet_tensor *t);
+/* Records node name/backward on out for inputs, or releases out and fails. */
+lunet_status lunet__record_or_release(lunet__node **node, lunet_tensor **out, const char *name,
+                                      lunet__backward_fn backward, int n_inputs, const lunet_tensor *const *inputs);
+
 /* ---- helpers that backward functions share ------------------------------------------------ */
 
 /* Sums grad over broadcast dims so that it has (ndim, shape); returns a new reference. */
@@ -232,6 +246,16 @@ lunet_status lunet__sum_to_shape(lunet_tensor **out, const lunet_tensor *grad, i
 lunet_status lunet__add_same(lunet_tensor **out, const lunet_tensor *a, const lunet_tensor *b);
 /* dst += src in place (same shape and dtype), no autograd. */
 lunet_status lunet__add_into(lunet_tensor *dst, const lunet_tensor *src);
+
+/* C = alpha * op(A) op(B) + beta * C for row-major float matrices of dtype (f32 or f64), on
+ * BLAS: the one place the nn kernels call GEMM.  op transposes when trans_* is true. */
+void lunet__gemm(lunet_dtype dtype, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha,
+                 const void *a, int64_t lda, const void *b, int64_t ldb, double beta, void *c, int64_t ldc);
+
+/* conv2d's forward by the definition (seven nested loops, double accumulation): the reference
+ * the tests hold the im2col + GEMM path to.  No autograd. */
+lunet_status lunet__conv2d_reference(lunet_tensor **out, const lunet_tensor *x, const lunet_tensor *weight,
+                                     const lunet_tensor *bias, const lunet_conv2d_params *params);
 
 /* The product of two (batches of) matrices of one dtype by the plain loop only: the reference
  * the tests hold the BLAS path to.  No autograd, no 1-d promotion. */

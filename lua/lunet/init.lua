@@ -14,8 +14,16 @@ local grad_mode = require("lunet.grad_mode")
 
 local lunet = {}
 
-for name, value in pairs(core) do
-  if type(value) == "function" then lunet[name] = value end
+-- The module-level functions of the C core that are public as lunet.*; the rest of the core
+-- (the nn ops, the optimizer steps, the file readers) is reached through lunet.nn,
+-- lunet.optim, lunet.data and lunet.safetensors.
+for _, name in ipairs({
+  "tensor", "zeros", "ones", "empty", "full", "rand", "randn", "zeros_like", "ones_like", "rand_like", "randn_like",
+  "arange", "linspace", "eye", "is_tensor", "manual_seed", "get_rng_state", "set_rng_state", "Generator", "randperm",
+  "cat", "stack", "set_num_threads", "get_num_threads", "is_grad_enabled", "set_grad_enabled", "alloc_stats",
+  "alloc_trim", "clock", "isatty",
+}) do
+  lunet[name] = assert(core[name], name)
 end
 
 lunet.version = core.version
@@ -48,5 +56,13 @@ function lunet.zero_grad(tensors)
 end
 
 lunet.gradcheck = require("lunet.gradcheck")
+lunet.nn = require("lunet.nn")
+lunet.optim = require("lunet.optim")
+lunet.data = require("lunet.data")
+lunet.metrics = require("lunet.metrics")
+lunet.plot = require("lunet.plot")
+lunet.callbacks = require("lunet.callbacks")
+lunet.History = require("lunet.History")
+require("lunet.train").install(lunet.nn.Module)
 
 return lunet

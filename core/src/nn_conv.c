@@ -1,0 +1,297 @@
+/*
+ * nn_conv.c: 2-d convolution (stride, padding, dilation, groups) as im2col + GEMM.
+ *
+ * Each image and group is unfolded into a column matrix cols (C/g * KH * KW, OH * OW) that
+ * stays in cache, and one GEMM W (O/g, C/g * KH * KW) x cols gives that image's output in
+ * NCHW order directly.  The backward recomputes cols rather than keeping the whole batch's:
+ * dW += dY cols^T, and dX = col2im(W^T dY).  1x1 convolutions with stride 1 and no padding
+ * skip the unfolding: the image already is its column matrix.
+ */
+#include "internal.h"
+
+#include <string.h>
+
+typedef struct conv_geometry {
+    int64_t n, c, h, w;    /* input */
+    int64_t o, kh, kw;     /* weight */
+    int64_t oh, ow;        /* output */
+    int64_t groups, cg, og; /* groups, input and output channels per group */
+    int64_t sh, sw, ph, pw, dh, dw;
+    int64_t col_rows, col_cols; /* cg * kh * kw, oh * ow */
+    bool pointwise;             /* 1x1, stride 1, no padding: no unfolding needed */
+} conv_geometry;
+
+/* ---- unfolding -------------------------------------------------------------------------------- */
+
+#define IM2COL(T)                                                                          \
+    /* cols (cg*kh*kw, oh*ow) from one image's group x (cg, h, w). */                      \
+    static void im2col_##T(T *cols, const T *x, const conv_geometry *g) {                  \
+        for (int64_t c = 0; c < g->cg; c++)                                                \
+            for (int64_t ki = 0; ki < g->kh; ki++)                                         \
+                for (int64_t kj = 0; kj < g->kw; kj++) {                                   \
+                    T *row = cols + ((c * g->kh + ki) * g->kw + kj) * g->col_cols;         \
+                    int64_t x0 = kj * g->dw - g->pw; /* input column of output column 0 */ \
+                    for (int64_t oy = 0; oy < g->oh; oy++) {                               \
+                        T *dst = row + oy * g->ow;                                         \
+                        int64_t iy = oy * g->sh - g->ph + ki * g->dh;                      \
+                        if (iy < 0 || iy >= g->h) {                                        \
+                            memset(dst, 0, (size_t)g->ow * sizeof(T));                     \
+                            continue;                                                      \
+                        }                                                                  \
+                        const T *src = x + (c * g->h + iy) * g->w;                         \
+                        if (g->sw == 1) {                                                  \
+                            int64_t lo = x0 < 0 ? -x0 : 0, hi = g->w - x0;                 \
+                            if (hi > g->ow) hi = g->ow;                                    \
+                            if (hi < lo) hi = lo;                                          \
+                            for (int64_t ox = 0; ox < lo; ox++) dst[ox] = 0;               \
+                            if (hi > lo) memcpy(dst + lo, src + x0 + lo, (size_t)(hi - lo) * sizeof(T)); \
+                            for (int64_t ox = hi; ox < g->ow; ox++) dst[ox] = 0;           \
+                        } else {                                                           \
+                            for (int64_t ox = 0; ox < g->ow; ox++) {                       \
+                                int64_t ix = x0 + ox * g->sw;                              \
+                                dst[ox] = (ix >= 0 && ix < g->w) ? src[ix] : (T)0;         \
+                            }                                                              \
+                        }                                                                  \
+                    }                                                                      \
+                }                                                                          \
+    }                                                                                      \
+    /* dx (cg, h, w) += the columns folded back onto the image. */                         \
+    static void col2im_##T(T *dx, const T *cols, const conv_geometry *g) {                 \
+        for (int64_t c = 0; c < g->cg; c++)                                                \
+            for (int64_t ki = 0; ki < g->kh; ki++)                                         \
+                for (int64_t kj = 0; kj < g->kw; kj++) {                                   \
+                    const T *row = cols + ((c * g->kh + ki) * g->kw + kj) * g->col_cols;   \
+                    int64_t x0 = kj * g->dw - g->pw;                                       \
+                    for (int64_t oy = 0; oy < g->oh; oy++) {                               \
+                        int64_t iy = oy * g->sh - g->ph + ki * g->dh;                      \
+                        if (iy < 0 || iy >= g->h) continue;                                \
+                        const T *src = row + oy * g->ow;                                   \
+                        T *dst = dx + (c * g->h + iy) * g->w;                              \
+                        for (int64_t ox = 0; ox < g->ow; ox++) {                           \
+                            int64_t ix = x0 + ox * g->sw;                                  \
+                            if (ix >= 0 && ix < g->w) dst[ix] += src[ox];                  \
+                        }                                                                  \
+                    }                                                                      \
+                }                                                                          \
+    }
+IM2COL(float)
+IM2COL(double)
+
+/* Bias rows: y (o, positions) = b[o] everywhere; and its gradient db (o) += sum of dy rows. */
+#define BIAS_ROWS(T)                                                                       \
+    static void fill_bias_##T(T *y, const T *b, int64_t o, int64_t positions) {             \
+        for (int64_t i = 0; i < o; i++)                                                    \
+            for (int64_t j = 0; j < positions; j++) y[i * positions + j] = b[i];           \
+    }                                                                                      \
+    static void add_row_sums_##T(T *db, const T *dy, int64_t o, int64_t positions) {        \
+        for (int64_t i = 0; i < o; i++) {                                                  \
+            T acc = 0;                                                                     \
+            for (int64_t j = 0; j < positions; j++) acc += dy[i * positions + j];          \
+            db[i] += acc;                                                                  \
+        }                                                                                  \
+    }
+BIAS_ROWS(float)
+BIAS_ROWS(double)
+
+static void fill_bias(lunet_dtype dtype, void *y, const void *b, int64_t o, int64_t positions) {
+    if (dtype == LUNET_DTYPE_F32) fill_bias_float(y, b, o, positions);
+    else fill_bias_double(y, b, o, positions);
+}
+
+static void add_row_sums(lunet_dtype dtype, void *db, const void *dy, int64_t o, int64_t positions) {
+    if (dtype == LUNET_DTYPE_F32) add_row_sums_float(db, dy, o, positions);
+    else add_row_sums_double(db, dy, o, positions);
+}
+
+static void im2col(lunet_dtype dtype, void *cols, const void *x, const conv_geometry *g) {
+    if (dtype == LUNET_DTYPE_F32) im2col_float(cols, x, g);
+    else im2col_double(cols, x, g);
+}
+
+static void col2im(lunet_dtype dtype, void *dx, const void *cols, const conv_geometry *g) {
+    if (dtype == LUNET_DTYPE_F32) col2im_float(dx, cols, g);
+    else col2im_double(dx, cols, g);
+}
+
+/* ---- geometry ---------------------------------------------------------------------------------- */
+
+static lunet_status conv_geometry_of(conv_geometry *g, const lunet_tensor *x, const lunet_tensor *w,
+                                     const lunet_tensor *b, const lunet_conv2d_params *p) {
+    char sx[LUNET__SHAPE_BUF], sw[LUNET__SHAPE_BUF];
+    lunet__shape_str(sx, sizeof sx, x);
+    lunet__shape_str(sw, sizeof sw, w);
+    if (x->ndim != 4) return lunet__fail(LUNET_ERR_SHAPE, "conv2d: input must be (N, C, H, W), got %s", sx);
+    if (w->ndim != 4) return lunet__fail(LUNET_ERR_SHAPE, "conv2d: weight must be (O, C/groups, KH, KW), got %s", sw);
+    for (int i = 0; i < 2; i++)
+        if (p->stride[i] < 1 || p->dilation[i] < 1 || p->padding[i] < 0)
+            return lunet__fail(LUNET_ERR_ARG, "conv2d: stride and dilation must be >= 1 and padding >= 0");
+    *g = (conv_geometry){.n = x->shape[0], .c = x->shape[1], .h = x->shape[2], .w = x->shape[3],
+                         .o = w->shape[0], .kh = w->shape[2], .kw = w->shape[3], .groups = p->groups,
+                         .sh = p->stride[0], .sw = p->stride[1], .ph = p->padding[0], .pw = p->padding[1],
+                         .dh = p->dilation[0], .dw = p->dilation[1]};
+    if (g->groups < 1 || g->c % g->groups || g->o % g->groups)
+        return lunet__fail(LUNET_ERR_ARG, "conv2d: groups %lld must divide the input channels %lld and output channels %lld",
+                           (long long)g->groups, (long long)g->c, (long long)g->o);
+    g->cg = g->c / g->groups;
+    g->og = g->o / g->groups;
+    if (w->shape[1] != g->cg)
+        return lunet__fail(LUNET_ERR_SHAPE, "conv2d: weight %s expects %lld input channels per group, input %s has %lld",
+                           sw, (long long)w->shape[1], sx, (long long)g->cg);
+    if (b && (b->ndim != 1 || b->shape[0] != g->o))
+        return lunet__fail(LUNET_ERR_SHAPE, "conv2d: bias must have %lld entries", (long long)g->o);
+    int64_t span_h = g->dh * (g->kh - 1) + 1, span_w = g->dw * (g->kw - 1) + 1;
+    if (g->h + 2 * g->ph < span_h || g->w + 2 * g->pw < span_w)
+        return lunet__fail(LUNET_ERR_SHAPE, "conv2d: the %lldx%lld kernel (dilated to %lldx%lld) does not fit the padded %lldx%lld input %s",
+                           (long long)g->kh, (long long)g->kw, (long long)span_h, (long long)span_w,
+                           (long long)(g->h + 2 * g->ph), (long long)(g->w + 2 * g->pw), sx);
+    g->oh = (g->h + 2 * g->ph - span_h) / g->sh + 1;
+    g->ow = (g->w + 2 * g->pw - span_w) / g->sw + 1;
+    g->col_rows = g->cg * g->kh * g->kw;
+    g->col_cols = g->oh * g->ow;
+    g->pointwise = g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
+    return LUNET_OK;
+}
+
+/* The column buffer for one image and group, or NULL when the convolution needs none. */
+static lunet_status column_buffer(void **cols, size_t *bytes, const conv_geometry *g, lunet_dtype dtype) {
+    *bytes = g->pointwise ? 0 : (size_t)(g->col_rows * g->col_cols) * lunet_dtype_size(dtype);
+    *cols = NULL;
+    if (*bytes && !(*cols = lunet__alloc(*bytes))) return lunet__nomem("conv2d");
+    return LUNET_OK;
+}
+
+/* ---- backward ------------------------------------------------------------------------------------ */
+
+static lunet_status conv2d_backward(lunet__node *node, const lunet_tensor *grad, lunet_tensor **grad_in) {
+    const lunet_tensor *x = node->saved[0], *w = node->saved[1];
+    lunet_conv2d_params p = {{node->iarg[0], node->iarg[1]}, {node->iarg[2], node->iarg[3]},
+                             {node->iarg[4], node->iarg[5]}, node->iarg[6]};
+    conv_geometry g;
+    LUNET_TRY(conv_geometry_of(&g, x, w, NULL, &p));
+    lunet_dtype dt = x->dtype;
+    size_t z = lunet_dtype_size(dt);
+    lunet_tensor *dy = NULL;
+    void *cols = NULL;
+    size_t cols_bytes = 0;
+    lunet_status s = lunet__contiguous_nograd(&dy, grad);
+    if (s == LUNET_OK && node->inputs[0]) s = lunet_tensor_zeros(&grad_in[0], dt, 4, x->shape);
+    if (s == LUNET_OK && node->inputs[1]) s = lunet_tensor_zeros(&grad_in[1], dt, 4, w->shape);
+    if (s == LUNET_OK && node->inputs[2]) s = lunet_tensor_zeros(&grad_in[2], dt, 1, &g.o);
+    if (s == LUNET_OK) s = column_buffer(&cols, &cols_bytes, &g, dt);
+    for (int64_t n = 0; s == LUNET_OK && n < g.n; n++) {
+        for (int64_t gi = 0; gi < g.groups; gi++) {
+            const char *x_img = lunet__data(x) + (size_t)((n * g.c + gi * g.cg) * g.h * g.w) * z;
+            const char *dy_img = lunet__data(dy) + (size_t)((n * g.o + gi * g.og) * g.col_cols) * z;
+            const char *w_g = lunet__data(w) + (size_t)(gi * g.og * g.col_rows) * z;
+            if (grad_in[1]) { /* dW_g += dY cols^T */
+                const void *c = cols ? cols : x_img;
+                if (cols) im2col(dt, cols, x_img, &g);
+                lunet__gemm(dt, false, true, g.og, g.col_rows, g.col_cols, 1, dy_img, g.col_cols, c, g.col_cols, 1,
+                            lunet__data(grad_in[1]) + (size_t)(gi * g.og * g.col_rows) * z, g.col_rows);
+            }
+            if (grad_in[0]) { /* dX = col2im(W^T dY) */
+                char *dx_img = lunet__data(grad_in[0]) + (size_t)((n * g.c + gi * g.cg) * g.h * g.w) * z;
+                lunet__gemm(dt, true, false, g.col_rows, g.col_cols, g.og, 1, w_g, g.col_rows, dy_img, g.col_cols,
+                            cols ? 0 : 1, cols ? cols : (void *)dx_img, g.col_cols);
+                if (cols) col2im(dt, dx_img, cols, &g);
+            }
+        }
+        if (grad_in[2]) /* db = sum of dY over the image's positions */
+            add_row_sums(dt, lunet__data(grad_in[2]), lunet__data(dy) + (size_t)(n * g.o * g.col_cols) * z, g.o,
+                         g.col_cols);
+    }
+    lunet__free(cols, cols_bytes);
+    lunet_tensor_release(dy);
+    return s;
+}
+
+/* ---- forward --------------------------------------------------------------------------------------- */
+
+lunet_status lunet_conv2d(lunet_tensor **out, const lunet_tensor *x, const lunet_tensor *weight,
+                          const lunet_tensor *bias, const lunet_conv2d_params *params) {
+    *out = NULL;
+    const lunet_tensor *operands[3] = {x, weight, bias};
+    static const char *const names[3] = {"input", "weight", "bias"};
+    LUNET_TRY(lunet__check_float_operands("conv2d", 3, operands, names));
+    conv_geometry g;
+    LUNET_TRY(conv_geometry_of(&g, x, weight, bias, params));
+    lunet_dtype dt = x->dtype;
+    size_t z = lunet_dtype_size(dt);
+    int64_t shape[4] = {g.n, g.o, g.oh, g.ow};
+    lunet_tensor *xc = NULL, *wc = NULL, *bc = NULL, *y = NULL;
+    void *cols = NULL;
+    size_t cols_bytes = 0;
+    lunet_status s = lunet__contiguous_nograd(&xc, x);
+    if (s == LUNET_OK) s = lunet__contiguous_nograd(&wc, weight);
+    if (s == LUNET_OK && bias) s = lunet__contiguous_nograd(&bc, bias);
+    if (s == LUNET_OK) s = lunet__tensor_new(&y, dt, 4, shape, "conv2d");
+    if (s == LUNET_OK) s = column_buffer(&cols, &cols_bytes, &g, dt);
+    for (int64_t n = 0; s == LUNET_OK && n < g.n; n++) {
+        char *y_img = lunet__data(y) + (size_t)(n * g.o * g.col_cols) * z;
+        if (bc) fill_bias(dt, y_img, lunet__data(bc), g.o, g.col_cols); /* the GEMM adds onto it */
+        for (int64_t gi = 0; gi < g.groups; gi++) {
+            const char *x_img = lunet__data(xc) + (size_t)((n * g.c + gi * g.cg) * g.h * g.w) * z;
+            if (cols) im2col(dt, cols, x_img, &g);
+            lunet__gemm(dt, false, false, g.og, g.col_cols, g.col_rows, 1,
+                        lunet__data(wc) + (size_t)(gi * g.og * g.col_rows) * z, g.col_rows, cols ? cols : x_img,
+                        g.col_cols, bc ? 1 : 0, y_img + (size_t)(gi * g.og * g.col_cols) * z, g.col_cols);
+        }
+    }
+    lunet__free(cols, cols_bytes);
+    lunet_tensor_release(bc);
+    lunet__node *node = NULL;
+    if (s == LUNET_OK) s = lunet__record_or_release(&node, &y, "Conv2dBackward", conv2d_backward, 3, operands);
+    if (s == LUNET_OK && node) {
+        const int64_t settings[7] = {params->stride[0],   params->stride[1],   params->padding[0], params->padding[1],
+                                     params->dilation[0], params->dilation[1], params->groups};
+        memcpy(node->iarg, settings, sizeof settings);
+        s = lunet__save(node, 0, xc);
+        if (s == LUNET_OK) s = lunet__save(node, 1, wc);
+    }
+    lunet_tensor_release(xc);
+    lunet_tensor_release(wc);
+    if (s != LUNET_OK) {
+        lunet_tensor_release(y);
+        return s;
+    }
+    *out = y;
+    return LUNET_OK;
+}
+
+/* ---- the reference --------------------------------------------------------------------------------- */
+
+lunet_status lunet__conv2d_reference(lunet_tensor **out, const lunet_tensor *x, const lunet_tensor *weight,
+                                     const lunet_tensor *bias, const lunet_conv2d_params *params) {
+    *out = NULL;
+    conv_geometry g;
+    LUNET_TRY(conv_geometry_of(&g, x, weight, bias, params));
+    int64_t shape[4] = {g.n, g.o, g.oh, g.ow};
+    LUNET_TRY(lunet__tensor_new(out, x->dtype, 4, shape, "conv2d_reference"));
+    char *y = lunet__data(*out);
+    size_t z = lunet_dtype_size(x->dtype);
+    for (int64_t n = 0; n < g.n; n++)
+        for (int64_t o = 0; o < g.o; o++) {
+            int64_t group = o / g.og;
+            for (int64_t oy = 0; oy < g.oh; oy++)
+                for (int64_t ox = 0; ox < g.ow; ox++) {
+                    double acc = 0;
+                    if (bias) {
+                        int64_t bi[1] = {o};
+                        lunet_tensor_get_f64(&acc, bias, bi);
+                    }
+                    for (int64_t c = 0; c < g.cg; c++)
+                        for (int64_t ki = 0; ki < g.kh; ki++)
+                            for (int64_t kj = 0; kj < g.kw; kj++) {
+                                int64_t iy = oy * g.sh - g.ph + ki * g.dh, ix = ox * g.sw - g.pw + kj * g.dw;
+                                if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) continue;
+                                int64_t xi[4] = {n, group * g.cg + c, iy, ix}, wi[4] = {o, c, ki, kj};
+                                double xv, wv;
+                                lunet_tensor_get_f64(&xv, x, xi);
+                                lunet_tensor_get_f64(&wv, weight, wi);
+                                acc += xv * wv;
+                            }
+                    lunet__store_f64(y + (size_t)(((n * g.o + o) * g.oh + oy) * g.ow + ox) * z, x->dtype, acc);
+                }
+        }
+    return LUNET_OK;
+}

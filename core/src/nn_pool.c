@@ -1,0 +1,283 @@
+/*
+ * nn_pool.c: max, average and adaptive average pooling over (N, C, H, W), with gradients.
+ * Every (n, c) plane is pooled on its own.  Max pooling keeps, for each output, the index of
+ * its maximum within the plane (i32), which is all its backward needs.
+ */
+#include "internal.h"
+
+#include <math.h>
+#include <string.h>
+
+typedef struct pool_geometry {
+    int64_t planes, h, w, oh, ow;
+    int64_t kh, kw, sh, sw, ph, pw, dh, dw;
+    bool count_include_pad;
+} pool_geometry;
+
+/* Output size along one dim, PyTorch's rule: with ceil_mode, the last window must still start
+ * inside the input or the left padding. */
+static int64_t pooled_size(int64_t size, int64_t k, int64_t s, int64_t p, int64_t d, bool ceil_mode) {
+    int64_t span = size + 2 * p - d * (k - 1) - 1;
+    int64_t out = (ceil_mode ? (span + s - 1) / s : span / s) + 1;
+    if (ceil_mode && (out - 1) * s >= size + p) out--;
+    return out;
+}
+
+static lunet_status pool_geometry_of(pool_geometry *g, const lunet_tensor *x, const lunet_pool2d_params *p,
+                                     const char *op) {
+    char sx[LUNET__SHAPE_BUF];
+    if (x->ndim != 4)
+        return lunet__fail(LUNET_ERR_SHAPE, "%s: input must be (N, C, H, W), got %s", op, lunet__shape_str(sx, sizeof sx, x));
+    if (!lunet_dtype_is_float(x->dtype))
+        return lunet__fail(LUNET_ERR_DTYPE, "%s: input must be f32 or f64, not %s", op, lunet_dtype_name(x->dtype));
+    *g = (pool_geometry){.planes = x->shape[0] * x->shape[1], .h = x->shape[2], .w = x->shape[3],
+                         .kh = p->kernel[0], .kw = p->kernel[1], .sh = p->stride[0], .sw = p->stride[1],
+                         .ph = p->padding[0], .pw = p->padding[1], .dh = p->dilation[0], .dw = p->dilation[1],
+                         .count_include_pad = p->count_include_pad};
+    if (g->kh < 1 || g->kw < 1 || g->sh < 1 || g->sw < 1 || g->dh < 1 || g->dw < 1 || g->ph < 0 || g->pw < 0)
+        return lunet__fail(LUNET_ERR_ARG, "%s: kernel, stride and dilation must be >= 1 and padding >= 0", op);
+    if (2 * g->ph > g->dh * (g->kh - 1) + 1 || 2 * g->pw > g->dw * (g->kw - 1) + 1)
+        return lunet__fail(LUNET_ERR_ARG, "%s: padding %lldx%lld is more than half the %lldx%lld window", op,
+                           (long long)g->ph, (long long)g->pw, (long long)g->kh, (long long)g->kw);
+    g->oh = pooled_size(g->h, g->kh, g->sh, g->ph, g->dh, p->ceil_mode);
+    g->ow = pooled_size(g->w, g->kw, g->sw, g->pw, g->dw, p->ceil_mode);
+    if (g->oh < 1 || g->ow < 1)
+        return lunet__fail(LUNET_ERR_SHAPE, "%s: the %lldx%lld window does not fit the input %s", op, (long long)g->kh,
+                           (long long)g->kw, lunet__shape_str(sx, sizeof sx, x));
+    return LUNET_OK;
+}
+
+/* ---- kernels ------------------------------------------------------------------------------------- */
+
+#define POOL_KERNELS(T)                                                                    \
+    /* y (planes, oh, ow) and argmax (planes, oh, ow) from x (planes, h, w). NaN wins. */  \
+    static void max_pool_##T(T *y, int32_t *at, const T *x, const pool_geometry *g) {      \
+        for (int64_t p = 0; p < g->planes; p++) {                                          \
+            const T *plane = x + p * g->h * g->w;                                          \
+            for (int64_t oy = 0; oy < g->oh; oy++)                                         \
+                for (int64_t ox = 0; ox < g->ow; ox++) {                                   \
+                    int64_t y0 = oy * g->sh - g->ph, x0 = ox * g->sw - g->pw;              \
+                    T best = -INFINITY;                                                    \
+                    int64_t best_at = -1;                                                  \
+                    for (int64_t ki = 0; ki < g->kh; ki++) {                               \
+                        int64_t iy = y0 + ki * g->dh;                                      \
+                        if (iy < 0 || iy >= g->h) continue;                                \
+                        for (int64_t kj = 0; kj < g->kw; kj++) {                           \
+                            int64_t ix = x0 + kj * g->dw;                                  \
+                            if (ix < 0 || ix >= g->w) continue;                            \
+                            T v = plane[iy * g->w + ix];                                   \
+                            if (best_at < 0 || v > best || (v != v && best == best)) {     \
+                                best = v;                                                  \
+                                best_at = iy * g->w + ix;                                  \
+                            }                                                              \
+                        }                                                                  \
+                    }                                                                      \
+                    int64_t o = (p * g->oh + oy) * g->ow + ox;                             \
+                    y[o] = best;                                                           \
+                    at[o] = (int32_t)best_at;                                              \
+                }                                                                          \
+        }                                                                                  \
+    }                                                                                      \
+    static void max_pool_backward_##T(T *dx, const T *dy, const int32_t *at, const pool_geometry *g) { \
+        for (int64_t p = 0; p < g->planes; p++)                                            \
+            for (int64_t i = 0; i < g->oh * g->ow; i++) {                                  \
+                int32_t k = at[p * g->oh * g->ow + i];                                     \
+                if (k >= 0) dx[p * g->h * g->w + k] += dy[p * g->oh * g->ow + i];          \
+            }                                                                              \
+    }                                                                                      \
+    /* Average pooling forward (backward = 0) or backward (backward = 1): the window of     \
+     * each output and its divisor follow torch's avg_pool2d. */                           \
+    static void avg_pool_##T(T *y, T *x, const pool_geometry *g, bool backward) {          \
+        for (int64_t p = 0; p < g->planes; p++) {                                          \
+            T *plane = x + p * g->h * g->w;                                                \
+            for (int64_t oy = 0; oy < g->oh; oy++)                                         \
+                for (int64_t ox = 0; ox < g->ow; ox++) {                                   \
+                    int64_t y0 = oy * g->sh - g->ph, x0 = ox * g->sw - g->pw;              \
+                    int64_t y1 = y0 + g->kh < g->h + g->ph ? y0 + g->kh : g->h + g->ph;    \
+                    int64_t x1 = x0 + g->kw < g->w + g->pw ? x0 + g->kw : g->w + g->pw;    \
+                    int64_t padded_count = (y1 - y0) * (x1 - x0);                          \
+                    y0 = y0 < 0 ? 0 : y0;                                                  \
+                    x0 = x0 < 0 ? 0 : x0;                                                  \
+                    y1 = y1 > g->h ? g->h : y1;                                            \
+                    x1 = x1 > g->w ? g->w : x1;                                            \
+                    int64_t count = g->count_include_pad ? padded_count : (y1 - y0) * (x1 - x0); \
+                    T *out = y + (p * g->oh + oy) * g->ow + ox;                            \
+                    if (count <= 0) {                                                      \
+                        if (!backward) *out = 0;                                           \
+                        continue;                                                          \
+                    }                                                                      \
+                    if (backward) {                                                        \
+                        T share = *out / (T)count;                                         \
+                        for (int64_t iy = y0; iy < y1; iy++)                               \
+                            for (int64_t ix = x0; ix < x1; ix++) plane[iy * g->w + ix] += share; \
+                    } else {                                                               \
+                        T acc = 0;                                                         \
+                        for (int64_t iy = y0; iy < y1; iy++)                               \
+                            for (int64_t ix = x0; ix < x1; ix++) acc += plane[iy * g->w + ix]; \
+                        *out = acc / (T)count;                                             \
+                    }                                                                      \
+                }                                                                          \
+        }                                                                                  \
+    }                                                                                      \
+    /* Adaptive average pooling: window [floor(i h / oh), ceil((i + 1) h / oh)). */        \
+    static void adaptive_avg_pool_##T(T *y, T *x, const pool_geometry *g, bool backward) { \
+        for (int64_t p = 0; p < g->planes; p++) {                                          \
+            T *plane = x + p * g->h * g->w;                                                \
+            for (int64_t oy = 0; oy < g->oh; oy++) {                                       \
+                int64_t y0 = oy * g->h / g->oh, y1 = ((oy + 1) * g->h + g->oh - 1) / g->oh; \
+                for (int64_t ox = 0; ox < g->ow; ox++) {                                   \
+                    int64_t x0 = ox * g->w / g->ow, x1 = ((ox + 1) * g->w + g->ow - 1) / g->ow; \
+                    T *out = y + (p * g->oh + oy) * g->ow + ox, count = (T)((y1 - y0) * (x1 - x0)); \
+                    if (backward) {                                                        \
+                        for (int64_t iy = y0; iy < y1; iy++)                               \
+                            for (int64_t ix = x0; ix < x1; ix++) plane[iy * g->w + ix] += *out / count; \
+                    } else {                                                               \
+                        T acc = 0;                                                         \
+                        for (int64_t iy = y0; iy < y1; iy++)                               \
+                            for (int64_t ix = x0; ix < x1; ix++) acc += plane[iy * g->w + ix]; \
+                        *out = acc / count;                                                \
+                    }                                                                      \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+    }
+POOL_KERNELS(float)
+POOL_KERNELS(double)
+
+/* ---- max pooling ---------------------------------------------------------------------------------- */
+
+static void geometry_to_node(lunet__node *node, const pool_geometry *g) {
+    const int64_t v[10] = {g->kh, g->kw, g->sh, g->sw, g->ph, g->pw, g->dh, g->dw, g->oh, g->ow};
+    memcpy(node->iarg, v, sizeof v);
+    node->farg[0] = g->count_include_pad;
+}
+
+static pool_geometry geometry_from_node(const lunet__node *node, const lunet_tensor *x) {
+    return (pool_geometry){.planes = x->shape[0] * x->shape[1], .h = x->shape[2], .w = x->shape[3],
+                           .kh = node->iarg[0], .kw = node->iarg[1], .sh = node->iarg[2], .sw = node->iarg[3],
+                           .ph = node->iarg[4], .pw = node->iarg[5], .dh = node->iarg[6], .dw = node->iarg[7],
+                           .oh = node->iarg[8], .ow = node->iarg[9], .count_include_pad = node->farg[0] != 0};
+}
+
+static lunet_status max_pool_backward(lunet__node *node, const lunet_tensor *grad, lunet_tensor **grad_in) {
+    const lunet_tensor *x = node->inputs[0], *at = node->saved[0];
+    pool_geometry g = geometry_from_node(node, x);
+    lunet_tensor *dy;
+    LUNET_TRY(lunet__contiguous_nograd(&dy, grad));
+    lunet_status s = lunet_tensor_zeros(&grad_in[0], x->dtype, 4, x->shape);
+    if (s == LUNET_OK) {
+        if (x->dtype == LUNET_DTYPE_F32) max_pool_backward_float(lunet_tensor_data(grad_in[0]), lunet_tensor_data(dy), lunet_tensor_data(at), &g);
+        else max_pool_backward_double(lunet_tensor_data(grad_in[0]), lunet_tensor_data(dy), lunet_tensor_data(at), &g);
+    }
+    lunet_tensor_release(dy);
+    return s;
+}
+
+lunet_status lunet_max_pool2d(lunet_tensor **out, const lunet_tensor *x, const lunet_pool2d_params *params) {
+    *out = NULL;
+    pool_geometry g;
+    LUNET_TRY(pool_geometry_of(&g, x, params, "max_pool2d"));
+    int64_t shape[4] = {x->shape[0], x->shape[1], g.oh, g.ow};
+    lunet_tensor *xc = NULL, *y = NULL, *at = NULL;
+    lunet_status s = lunet__contiguous_nograd(&xc, x);
+    if (s == LUNET_OK) s = lunet__tensor_new(&y, x->dtype, 4, shape, "max_pool2d");
+    if (s == LUNET_OK) s = lunet__tensor_new(&at, LUNET_DTYPE_I32, 4, shape, "max_pool2d");
+    if (s == LUNET_OK) {
+        if (x->dtype == LUNET_DTYPE_F32) max_pool_float(lunet_tensor_data(y), lunet_tensor_data(at), lunet_tensor_data(xc), &g);
+        else max_pool_double(lunet_tensor_data(y), lunet_tensor_data(at), lunet_tensor_data(xc), &g);
+    }
+    lunet_tensor_release(xc);
+    lunet__node *node = NULL;
+    if (s == LUNET_OK) s = lunet__record_or_release(&node, &y, "MaxPool2dBackward", max_pool_backward, 1, &x);
+    if (s == LUNET_OK && node) {
+        geometry_to_node(node, &g);
+        s = lunet__save(node, 0, at);
+    }
+    lunet_tensor_release(at);
+    if (s != LUNET_OK) {
+        lunet_tensor_release(y);
+        return s;
+    }
+    *out = y;
+    return LUNET_OK;
+}
+
+/* ---- average pooling --------------------------------------------------------------------------------- */
+
+typedef void (*avg_kernel_float)(float *, float *, const pool_geometry *, bool);
+typedef void (*avg_kernel_double)(double *, double *, const pool_geometry *, bool);
+
+static lunet_status run_avg(lunet_tensor *y, lunet_tensor *x, const pool_geometry *g, bool adaptive, bool backward) {
+    if (x->dtype == LUNET_DTYPE_F32) {
+        avg_kernel_float k = adaptive ? adaptive_avg_pool_float : avg_pool_float;
+        k(lunet_tensor_data(y), lunet_tensor_data(x), g, backward);
+    } else {
+        avg_kernel_double k = adaptive ? adaptive_avg_pool_double : avg_pool_double;
+        k(lunet_tensor_data(y), lunet_tensor_data(x), g, backward);
+    }
+    return LUNET_OK;
+}
+
+static lunet_status avg_backward_common(lunet__node *node, const lunet_tensor *grad, lunet_tensor **grad_in,
+                                        bool adaptive) {
+    const lunet_tensor *x = node->inputs[0];
+    pool_geometry g = geometry_from_node(node, x);
+    lunet_tensor *dy;
+    LUNET_TRY(lunet__contiguous_nograd(&dy, grad));
+    lunet_status s = lunet_tensor_zeros(&grad_in[0], x->dtype, 4, x->shape);
+    if (s == LUNET_OK) s = run_avg(dy, grad_in[0], &g, adaptive, true);
+    lunet_tensor_release(dy);
+    return s;
+}
+
+static lunet_status avg_pool_backward(lunet__node *node, const lunet_tensor *grad, lunet_tensor **grad_in) {
+    return avg_backward_common(node, grad, grad_in, false);
+}
+
+static lunet_status adaptive_avg_pool_backward(lunet__node *node, const lunet_tensor *grad, lunet_tensor **grad_in) {
+    return avg_backward_common(node, grad, grad_in, true);
+}
+
+static lunet_status avg_forward(lunet_tensor **out, const lunet_tensor *x, const pool_geometry *g, bool adaptive,
+                                const char *op) {
+    int64_t shape[4] = {x->shape[0], x->shape[1], g->oh, g->ow};
+    lunet_tensor *xc = NULL, *y = NULL;
+    lunet_status s = lunet__contiguous_nograd(&xc, x);
+    if (s == LUNET_OK) s = lunet__tensor_new(&y, x->dtype, 4, shape, op);
+    if (s == LUNET_OK) s = run_avg(y, xc, g, adaptive, false);
+    lunet_tensor_release(xc);
+    lunet__node *node = NULL;
+    if (s == LUNET_OK)
+        s = lunet__record_or_release(&node, &y, adaptive ? "AdaptiveAvgPool2dBackward" : "AvgPool2dBackward",
+                                     adaptive ? adaptive_avg_pool_backward : avg_pool_backward, 1, &x);
+    if (s == LUNET_OK && node) geometry_to_node(node, g);
+    if (s != LUNET_OK) {
+        lunet_tensor_release(y);
+        return s;
+    }
+    *out = y;
+    return LUNET_OK;
+}
+
+lunet_status lunet_avg_pool2d(lunet_tensor **out, const lunet_tensor *x, const lunet_pool2d_params *params) {
+    *out = NULL;
+    pool_geometry g;
+    lunet_pool2d_params p = *params;
+    p.dilation[0] = p.dilation[1] = 1; /* average pooling has no dilation */
+    LUNET_TRY(pool_geometry_of(&g, x, &p, "avg_pool2d"));
+    return avg_forward(out, x, &g, false, "avg_pool2d");
+}
+
+lunet_status lunet_adaptive_avg_pool2d(lunet_tensor **out, const lunet_tensor *x, int64_t out_h, int64_t out_w) {
+    *out = NULL;
+    char sx[LUNET__SHAPE_BUF];
+    if (x->ndim != 4)
+        return lunet__fail(LUNET_ERR_SHAPE, "adaptive_avg_pool2d: input must be (N, C, H, W), got %s", lunet__shape_str(sx, sizeof sx, x));
+    if (!lunet_dtype_is_float(x->dtype))
+        return lunet__fail(LUNET_ERR_DTYPE, "adaptive_avg_pool2d: input must be f32 or f64, not %s", lunet_dtype_name(x->dtype));
+    if (out_h < 1 || out_w < 1 || x->shape[2] < 1 || x->shape[3] < 1)
+        return lunet__fail(LUNET_ERR_ARG, "adaptive_avg_pool2d: output size %lldx%lld is invalid for input %s",
+                           (long long)out_h, (long long)out_w, lunet__shape_str(sx, sizeof sx, x));
+    pool_geometry g = {.planes = x->shape[0] * x->shape[1], .h = x->shape[2], .w = x->shape[3], .oh = out_h, .ow = out_w};
+    return avg_forward(out, x, &g, true, "adaptive_avg_pool2d");
+}

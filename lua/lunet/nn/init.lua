@@ -1,0 +1,16 @@
+--- lunet.nn: layers, losses, initialisation and the functional forms (nn.functional).
+local nn = {}
+
+for _, name in ipairs({
+  "Module", "Sequential", "Linear", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "GlobalAvgPool2d",
+  "Flatten", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "Softmax", "LogSoftmax", "Dropout",
+  "BatchNorm1d", "BatchNorm2d", "Identity",
+  "CrossEntropyLoss", "NLLLoss", "MSELoss", "L1Loss", "BCEWithLogitsLoss",
+}) do
+  nn[name] = require("lunet.nn." .. name)
+end
+
+nn.init = require("lunet.nn.init_weights")
+nn.functional = require("lunet.nn.functional")
+
+return nn
