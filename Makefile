@@ -19,10 +19,10 @@ LUA_INCDIR     ?= /usr/include/lua5.4
 BLAS_CFLAGS    ?= $(shell pkg-config --cflags openblas 2>/dev/null || echo -I/usr/include/x86_64-linux-gnu/openblas-pthread)
 BLAS_LIBS      ?= $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
 CC             ?= cc
-OPT            ?= -O2 -g
+OPT            ?= -O3 -g
 
 WARNINGS   := -Wall -Wextra -Werror
-CFLAGS_ALL := -std=c11 $(WARNINGS) -fPIC -Icore/include $(BLAS_CFLAGS) $(CFLAGS)
+CFLAGS_ALL := -std=c11 $(WARNINGS) -fPIC -fno-math-errno -Icore/include $(BLAS_CFLAGS) $(CFLAGS)
 LIBS       := $(BLAS_LIBS) -lz -lm -lpthread
 SANITIZE   := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -DLUNET_ALLOC_NO_CACHE
 

@@ -19,6 +19,9 @@
 typedef struct binding_context {
     /* C bytes allocated for Lua-visible tensors and not yet reported to Lua's collector. */
     size_t unreported_bytes;
+    /* C bytes handed to Lua since the last full collection lunet forced, and the amount that
+     * forces the next one. */
+    size_t bytes_since_collect, collect_threshold;
 } binding_context;
 
 /* The context of this interpreter (created by luaopen_lunet_core). */

@@ -13,12 +13,16 @@ typedef struct tensor_box {
     lunet_tensor *tensor;
 } tensor_box;
 
+/* The least amount of tensor memory handed to Lua between two forced full collections. */
+#define MIN_COLLECT_BYTES ((size_t)32 << 20)
+
 /* The registry key: the address of this variable, unique in the process. */
 static const char context_key = 'c';
 
 void binding_context_open(lua_State *L) {
     binding_context *ctx = lua_newuserdatauv(L, sizeof *ctx, 0);
     memset(ctx, 0, sizeof *ctx);
+    ctx->collect_threshold = MIN_COLLECT_BYTES;
     lua_rawsetp(L, LUA_REGISTRYINDEX, &context_key);
 }
 
@@ -58,17 +62,39 @@ static void push_box(lua_State *L, lunet_tensor *t) {
 
 void tensor_push_view(lua_State *L, lunet_tensor *t) { push_box(L, t); }
 
-void tensor_push_new(lua_State *L, lunet_tensor *t) {
+/* Lua's collector sees only the small userdata of a tensor, not its storage, so two things
+ * keep memory in step with allocation without the user calling collectgarbage():
+ *  - every 16 KB of tensor bytes is reported as a step of allocation debt, which paces the
+ *    incremental collector;
+ *  - and once the tensor bytes handed to Lua since the last full collection exceed the size of
+ *    Lua's own heap (32 MB at least), a full collection runs.  The generational mode that the
+ *    lua5.4 interpreter starts in needs this: its minor collections promote tensors that live
+ *    across a training step to the old generation, and its major collections are paced by
+ *    Lua's heap, which tensors barely touch.  Tying the period to the heap's size keeps the
+ *    collector's work per tensor byte bounded, and unreachable tensor memory stays under
+ *    32 MB or the heap's size, whatever the size of the datasets held live; the allocator's
+ *    cache recycles what is freed. */
+static void account_tensor_bytes(lua_State *L, size_t nbytes) {
     binding_context *ctx = binding_context_get(L);
-    push_box(L, t);
-    /* Lua's collector sees only the small userdata; report the storage as if Lua had
-     * allocated it, so collection keeps pace with tensor memory. */
-    ctx->unreported_bytes += lunet_tensor_storage_nbytes(t);
+    ctx->bytes_since_collect += nbytes;
+    if (ctx->bytes_since_collect > ctx->collect_threshold) {
+        lua_gc(L, LUA_GCCOLLECT);
+        size_t heap = (size_t)lua_gc(L, LUA_GCCOUNT) * 1024;
+        ctx->collect_threshold = heap > MIN_COLLECT_BYTES ? heap : MIN_COLLECT_BYTES;
+        ctx->bytes_since_collect = ctx->unreported_bytes = 0;
+        return;
+    }
+    ctx->unreported_bytes += nbytes;
     if (ctx->unreported_bytes >= 16384) {
         int kb = (int)(ctx->unreported_bytes / 1024);
         ctx->unreported_bytes %= 1024;
         lua_gc(L, LUA_GCSTEP, kb);
     }
+}
+
+void tensor_push_new(lua_State *L, lunet_tensor *t) {
+    push_box(L, t);
+    account_tensor_bytes(L, lunet_tensor_storage_nbytes(t));
 }
 
 /* __gc, __close and release(): safe to call twice. */

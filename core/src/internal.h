@@ -29,6 +29,15 @@ void lunet__assert_fail(const char *cond, const char *file, int line);
 #define LUNET_UNLIKELY(x) (x)
 #endif
 
+/* A hot loop compiled twice, for AVX2 and for baseline x86-64, with the choice made once at
+ * load time from cpuid (an ifunc).  Without -ffast-math and with floating-point contraction
+ * off (-std=c11), both versions compute the same bits; AVX2 just does eight floats at once. */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
+#define LUNET_VECTORIZED __attribute__((target_clones("avx2", "default")))
+#else
+#define LUNET_VECTORIZED
+#endif
+
 /* ---- errors (status.c) ------------------------------------------------------------------ */
 
 /* Stores a printf-style message as this thread's last error and returns status. */
@@ -260,5 +269,9 @@ lunet_status lunet__conv2d_reference(lunet_tensor **out, const lunet_tensor *x, 
 /* The product of two (batches of) matrices of one dtype by the plain loop only: the reference
  * the tests hold the BLAS path to.  No autograd, no 1-d promotion. */
 lunet_status lunet__matmul_reference(lunet_tensor **out, const lunet_tensor *a, const lunet_tensor *b);
+
+/* lunet_safetensors_read on n bytes in memory (safetensors.c): the same checks and messages,
+ * with name standing for the path.  The fuzz target (core/tests/fuzz_safetensors.c) calls it. */
+lunet_status lunet__safetensors_read_memory(lunet_safetensors **out, const void *bytes, size_t n, const char *name);
 
 #endif /* LUNET_INTERNAL_H */

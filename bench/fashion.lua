@@ -1,0 +1,108 @@
+-- Fashion-MNIST training and inference speed, the lunet side of ../shared/bench/torch_peer.py.
+--
+--   lua5.4 bench/fashion.lua [--model mlp|cnn] [--epochs N] [--threads T] [--limit N] [--seed S]
+--
+-- Same models, hyper-parameters (Adam lr 1e-3, batch 64, cross-entropy), flags and JSON keys
+-- as the PyTorch peer, so the two lines can be compared directly: train_samples_per_s (the
+-- training loop only), test_accuracy, infer_b1_us and infer_b256_samples_per_s (eval mode,
+-- no autograd).  Extra keys: rss_mb (resident memory after each epoch), rss_growth_after_epoch_1
+-- (the largest RSS after epoch 1 relative to epoch 1), and allocs_after_first_step (calls
+-- that reached the system allocator during the steady part of the last epoch: 0 means the
+-- tensor cache served every step).
+local lunet = require("lunet")
+local cjson = require("cjson")
+local nn, optim, data = lunet.nn, lunet.optim, lunet.data
+
+local function parse_args(argv)
+  local a = { model = "mlp", epochs = 1, threads = 1, limit = 60000, seed = 0 }
+  local i = 1
+  while i <= #argv do
+    local flag, value = argv[i]:match("^%-%-([%w_]+)=?(.*)$")
+    if not flag then error("unexpected argument " .. argv[i]) end
+    if value == "" then
+      i = i + 1
+      value = argv[i]
+    end
+    if a[flag] == nil then error("unknown flag --" .. flag) end
+    a[flag] = flag == "model" and value or math.tointeger(tonumber(value))
+    i = i + 1
+  end
+  assert(a.model == "mlp" or a.model == "cnn", "--model must be mlp or cnn")
+  return a
+end
+
+local function build(kind)
+  if kind == "mlp" then
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10))
+  end
+  return nn.Sequential(
+    nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
+    nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+    nn.Flatten(), nn.Linear(1600, 64), nn.ReLU(), nn.Linear(64, 10))
+end
+
+local function rss_mb()
+  for line in io.lines("/proc/self/status") do
+    local kb = line:match("^VmRSS:%s+(%d+) kB")
+    if kb then return tonumber(kb) / 1024 end
+  end
+end
+
+-- Seconds per forward pass at batch size bs, the way torch_peer.py's latency() measures it.
+local function latency(model, x, bs, reps)
+  return lunet.no_grad(function()
+    for _ = 1, 10 do model(x:narrow(1, 1, bs)) end
+    local started = lunet.clock()
+    for r = 0, reps - 1 do
+      local first = (r * bs) % 9000
+      model(x:narrow(1, first + 1, bs))
+    end
+    return (lunet.clock() - started) / reps
+  end)
+end
+
+local function main(argv)
+  local a = parse_args(argv)
+  lunet.set_num_threads(a.threads)
+  lunet.manual_seed(a.seed)
+  local train, test = data.fashion_mnist()
+  if a.limit < train:size() then train = train:subset(1, a.limit) end
+  local model = build(a.model)
+  local opt = optim.Adam(model:parameters(), { lr = 1e-3 })
+  local loss_fn = nn.CrossEntropyLoss()
+  local loader = data.DataLoader(train, { batch_size = 64, shuffle = true, seed = a.seed })
+
+  local train_seconds, rss, allocs_steady = 0, {}, 0
+  for epoch = 1, a.epochs do
+    model:train()
+    local started = lunet.clock()
+    local allocs_at_step_1
+    for xb, yb, step in loader:batches() do
+      opt:zero_grad()
+      local loss = loss_fn(model(xb), yb)
+      loss:backward()
+      opt:step()
+      if epoch == a.epochs and step == 1 then allocs_at_step_1 = lunet.alloc_stats().system_allocs end
+    end
+    train_seconds = train_seconds + (lunet.clock() - started)
+    if epoch == a.epochs then allocs_steady = lunet.alloc_stats().system_allocs - allocs_at_step_1 end
+    rss[epoch] = math.floor(rss_mb() * 10 + 0.5) / 10
+  end
+  local growth = 0
+  for epoch = 2, #rss do growth = math.max(growth, (rss[epoch] - rss[1]) / rss[1]) end
+
+  local accuracy = model:evaluate(test, { batch_size = 1000 }).accuracy
+  model:eval()
+  local result = {
+    peer = "lunet-" .. lunet.version, model = a.model, threads = a.threads, epochs = a.epochs,
+    train_samples_per_s = math.floor(a.epochs * train:size() / train_seconds * 10 + 0.5) / 10,
+    test_accuracy = math.floor(accuracy * 1e4 + 0.5) / 1e4,
+    infer_b1_us = math.floor(latency(model, test.x, 1, 2000) * 1e7 + 0.5) / 10,
+    infer_b256_samples_per_s = math.floor(256 / latency(model, test.x, 256, 50) * 10 + 0.5) / 10,
+    rss_mb = rss, rss_growth_after_epoch_1 = math.floor(growth * 1e4 + 0.5) / 1e4,
+    allocs_after_first_step = allocs_steady,
+  }
+  print(cjson.encode(result))
+end
+
+main(arg)
