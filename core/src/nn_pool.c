@@ -175,7 +175,7 @@ static lunet_status max_pool_backward(lunet__node *node, const lunet_tensor *gra
 
 lunet_status lunet_max_pool2d(lunet_tensor **out, const lunet_tensor *x, const lunet_pool2d_params *params) {
     *out = NULL;
-    pool_geometry g;
+    pool_geometry g = {0};
     LUNET_TRY(pool_geometry_of(&g, x, params, "max_pool2d"));
     int64_t shape[4] = {x->shape[0], x->shape[1], g.oh, g.ow};
     lunet_tensor *xc = NULL, *y = NULL, *at = NULL;
@@ -261,7 +261,7 @@ static lunet_status avg_forward(lunet_tensor **out, const lunet_tensor *x, const
 
 lunet_status lunet_avg_pool2d(lunet_tensor **out, const lunet_tensor *x, const lunet_pool2d_params *params) {
     *out = NULL;
-    pool_geometry g;
+    pool_geometry g = {0};
     lunet_pool2d_params p = *params;
     p.dilation[0] = p.dilation[1] = 1; /* average pooling has no dilation */
     LUNET_TRY(pool_geometry_of(&g, x, &p, "avg_pool2d"));
