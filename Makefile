@@ -23,7 +23,8 @@ OPT            ?= -O3 -g
 
 WARNINGS   := -Wall -Wextra -Werror
 CFLAGS_ALL := -std=c11 $(WARNINGS) -fPIC -fno-math-errno -Icore/include $(BLAS_CFLAGS) $(CFLAGS)
-LIBS       := $(BLAS_LIBS) -lz -lm -lpthread
+# f32 GEMMs run on oneDNN, f64 ones on OpenBLAS (core/src/blas.c says why).
+LIBS       := $(BLAS_LIBS) -ldnnl -lgomp -lz -lm -lpthread
 SANITIZE   := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -DLUNET_ALLOC_NO_CACHE
 
 CORE_SRC   := $(sort $(wildcard core/src/*.c))
@@ -39,7 +40,7 @@ TEST_BIN   := $(TEST_SRC:core/tests/%.c=build/release/tests/%)
 ASAN_BIN   := $(TEST_SRC:core/tests/%.c=build/asan/tests/%)
 
 # System packages the build, the tests and the demo need (Debian 12).
-DEB_PACKAGES := gcc make pkg-config lua5.4 liblua5.4-dev libopenblas-dev zlib1g-dev lua-cjson \
+DEB_PACKAGES := gcc make pkg-config lua5.4 liblua5.4-dev libopenblas-dev libdnnl-dev zlib1g-dev lua-cjson \
                 lua-busted lua-check lua-expat luarocks valgrind dataset-fashion-mnist
 
 .PHONY: all deps test ctest ctest-asan valgrind-check spec spec-asan lint demo install install-rock uninstall clean check-rock

@@ -189,6 +189,11 @@ static int f_get_num_threads(lua_State *L) {
     return 1;
 }
 
+static int f_blas_name(lua_State *L) {
+    lua_pushstring(L, lunet_blas_name());
+    return 1;
+}
+
 static int f_is_grad_enabled(lua_State *L) {
     lua_pushboolean(L, lunet_grad_is_enabled());
     return 1;
@@ -250,7 +255,7 @@ void module_functions_register(lua_State *L) {
         {"rand_like", f_rand_like}, {"randn_like", f_randn_like}, {"arange", f_arange},
         {"linspace", f_linspace}, {"eye", f_eye}, {"is_tensor", f_is_tensor}, {"cat", f_cat}, {"stack", f_stack},
         {"manual_seed", f_manual_seed}, {"get_rng_state", f_get_rng_state}, {"set_rng_state", f_set_rng_state},
-        {"set_num_threads", f_set_num_threads}, {"get_num_threads", f_get_num_threads},
+        {"set_num_threads", f_set_num_threads}, {"get_num_threads", f_get_num_threads}, {"blas_name", f_blas_name},
         {"is_grad_enabled", f_is_grad_enabled}, {"set_grad_enabled", f_set_grad_enabled},
         {"alloc_stats", f_alloc_stats}, {"alloc_trim", f_alloc_trim}, {"clock", f_clock}, {"isatty", f_isatty},
         {NULL, NULL}};

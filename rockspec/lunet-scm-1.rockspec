@@ -19,11 +19,13 @@ Tensors, autograd and kernels are C (BLAS for matrix products); Lua composes the
 dependencies = {
   "lua >= 5.4, < 5.5",
 }
+-- f32 GEMMs run on oneDNN (Debian's libdnnl-dev), f64 ones on OpenBLAS.
 -- OpenBLAS's headers sit in a multiarch directory on Debian
 -- (/usr/include/x86_64-linux-gnu/openblas-pthread); the Makefile asks pkg-config for them,
 -- so only the library is looked up here.
 external_dependencies = {
   OPENBLAS = { library = "openblas" },
+  DNNL = { library = "dnnl" },
 }
 build = {
   type = "make",

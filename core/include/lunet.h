@@ -563,6 +563,8 @@ lunet_status lunet_tensor_backward(lunet_tensor *t, const lunet_tensor *grad, bo
 /* Sets the threads that BLAS and lunet's own parallel loops use (n >= 1). */
 void lunet_set_num_threads(int n);
 int lunet_get_num_threads(void);
+/* Which GEMM kernels f32 products use, e.g. "oneDNN avx512_core" (borrowed, static). */
+const char *lunet_blas_name(void);
 
 /* Tensor memory comes from a size-bucketed cache so that a steady training loop stops
  * calling malloc after its first step.  LUNET_ALLOC_CACHE=0 in the environment turns the

@@ -257,7 +257,7 @@ lunet_status lunet__add_same(lunet_tensor **out, const lunet_tensor *a, const lu
 lunet_status lunet__add_into(lunet_tensor *dst, const lunet_tensor *src);
 
 /* C = alpha * op(A) op(B) + beta * C for row-major float matrices of dtype (f32 or f64), on
- * BLAS: the one place the nn kernels call GEMM.  op transposes when trans_* is true. */
+ * BLAS (blas.c): the one place lunet calls GEMM.  op transposes when trans_* is true. */
 void lunet__gemm(lunet_dtype dtype, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha,
                  const void *a, int64_t lda, const void *b, int64_t ldb, double beta, void *c, int64_t ldc);
 

@@ -64,30 +64,14 @@ static void gemm_loop(lunet_dtype dtype, char *c, const matrix_view *a, const ma
     }
 }
 
-void lunet__gemm(lunet_dtype dtype, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha,
-                 const void *a, int64_t lda, const void *b, int64_t ldb, double beta, void *c, int64_t ldc) {
-    CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans, tb = trans_b ? CblasTrans : CblasNoTrans;
-    if (dtype == LUNET_DTYPE_F32)
-        cblas_sgemm(CblasRowMajor, ta, tb, (int)m, (int)n, (int)k, (float)alpha, a, (int)lda, b, (int)ldb,
-                    (float)beta, c, (int)ldc);
-    else
-        cblas_dgemm(CblasRowMajor, ta, tb, (int)m, (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb, beta, c,
-                    (int)ldc);
-}
-
 /* C (a.rows, b.cols) with leading dimension ldc = A B, on BLAS where the layout allows.
  * Returns false when a matrix needs copying first. */
 static bool gemm_blas(lunet_dtype dtype, char *c, const matrix_view *a, const matrix_view *b, int64_t ldc) {
     CBLAS_TRANSPOSE ta, tb;
     int64_t lda, ldb;
     if (!blas_layout(a, &ta, &lda) || !blas_layout(b, &tb, &ldb)) return false;
-    int m = (int)a->rows, n = (int)b->cols, k = (int)a->cols;
-    if (dtype == LUNET_DTYPE_F32)
-        cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, 1.0f, (const float *)a->data, (int)lda,
-                    (const float *)b->data, (int)ldb, 0.0f, (float *)c, (int)ldc);
-    else
-        cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, 1.0, (const double *)a->data, (int)lda,
-                    (const double *)b->data, (int)ldb, 0.0, (double *)c, (int)ldc);
+    lunet__gemm(dtype, ta == CblasTrans, tb == CblasTrans, a->rows, b->cols, a->cols, 1.0, a->data, lda, b->data, ldb,
+                0.0, c, ldc);
     return true;
 }
 
