@@ -20,8 +20,8 @@ local lunet = {}
 for _, name in ipairs({
   "tensor", "zeros", "ones", "empty", "full", "rand", "randn", "zeros_like", "ones_like", "rand_like", "randn_like",
   "arange", "linspace", "eye", "is_tensor", "manual_seed", "get_rng_state", "set_rng_state", "Generator", "randperm",
-  "cat", "stack", "set_num_threads", "get_num_threads", "blas_name", "is_grad_enabled", "set_grad_enabled", "alloc_stats",
-  "alloc_trim", "clock", "isatty",
+  "cat", "stack", "set_num_threads", "get_num_threads", "blas_name", "is_grad_enabled", "set_grad_enabled",
+  "alloc_stats", "alloc_trim", "clock", "isatty",
 }) do
   lunet[name] = assert(core[name], name)
 end
