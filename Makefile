@@ -30,7 +30,7 @@ SANITIZE   := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-f
 CORE_SRC   := $(sort $(wildcard core/src/*.c))
 BIND_SRC   := $(sort $(wildcard bindings/*.c))
 TEST_SRC   := $(sort $(wildcard core/tests/test_*.c))
-HEADERS    := core/include/lunet.h core/src/internal.h bindings/binding.h
+HEADERS    := core/include/lunet.h core/src/internal.h core/src/json.h bindings/binding.h
 LUA_TOP    := $(sort $(wildcard lua/lunet/*))
 
 CORE_OBJ   := $(CORE_SRC:%.c=build/release/%.o)
@@ -43,7 +43,7 @@ ASAN_BIN   := $(TEST_SRC:core/tests/%.c=build/asan/tests/%)
 DEB_PACKAGES := gcc make pkg-config lua5.4 liblua5.4-dev libopenblas-dev libdnnl-dev zlib1g-dev lua-cjson \
                 lua-busted lua-check lua-expat luarocks valgrind dataset-fashion-mnist
 
-.PHONY: all deps test ctest ctest-asan valgrind-check spec spec-asan lint demo install install-rock uninstall clean check-rock
+.PHONY: all deps test ctest ctest-asan valgrind-check spec spec-asan lint fuzz demo install install-rock uninstall clean check-rock
 
 all: lunet/core.so lunet/.links
 
@@ -153,6 +153,22 @@ check-rock: all
 	luarocks --lua-version $(LUA_VERSION) --tree build/rocktree make --deps-mode=none rockspec/lunet-scm-1.rockspec
 	cd /tmp && eval "$$(luarocks --lua-version $(LUA_VERSION) --tree $(CURDIR)/build/rocktree path)" && \
 	  $(LUA) -e 'print(require("lunet").tensor({1,2,3}))'
+
+# ---- fuzzing ------------------------------------------------------------------------------------
+
+# libFuzzer on the safetensors loader (clang; Debian clang and libclang-rt-14-dev), for
+# FUZZ_SECONDS (600 by default) from a seed corpus of files lunet writes.
+FUZZ_SECONDS ?= 600
+build/fuzz/fuzz_safetensors: core/tests/fuzz_safetensors.c $(CORE_SRC) $(HEADERS)
+	@mkdir -p $(dir $@)
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -DLUNET_ALLOC_NO_CACHE -std=c11 \
+	  -Icore/include -Icore/src $(BLAS_CFLAGS) core/tests/fuzz_safetensors.c $(CORE_SRC) -o $@ $(LIBS)
+
+fuzz: all build/fuzz/fuzz_safetensors
+	@mkdir -p build/fuzz/corpus build/fuzz/artifacts
+	$(LUA) spec/scripts/fuzz_seeds.lua build/fuzz/corpus
+	build/fuzz/fuzz_safetensors -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
+	  -artifact_prefix=build/fuzz/artifacts/ build/fuzz/corpus
 
 # ---- installation -----------------------------------------------------------------------------
 

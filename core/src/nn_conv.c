@@ -1,11 +1,13 @@
 /*
  * nn_conv.c: 2-d convolution (stride, padding, dilation, groups) as im2col + GEMM.
  *
- * Each image and group is unfolded into a column matrix cols (C/g * KH * KW, OH * OW) that
- * stays in cache, and one GEMM W (O/g, C/g * KH * KW) x cols gives that image's output in
- * NCHW order directly.  The backward recomputes cols rather than keeping the whole batch's:
- * dW += dY cols^T, and dX = col2im(W^T dY).  1x1 convolutions with stride 1 and no padding
- * skip the unfolding: the image already is its column matrix.
+ * Each image and group is unfolded into a column matrix cols (C/g * KH * KW, OH * OW), and
+ * one GEMM W (O/g, C/g * KH * KW) x cols gives that image's output in NCHW order directly.
+ * When the weight's gradient will be needed the whole batch's columns are kept for the
+ * backward (a few MB for these models: cheaper than unfolding twice); otherwise one image's
+ * buffer is reused and stays in cache.  The backward computes dW = sum of dY cols^T and
+ * dX = col2im(W^T dY).  1x1 convolutions with stride 1 and no padding skip the unfolding:
+ * the image already is its column matrix.
  */
 #include "internal.h"
 
@@ -23,6 +25,14 @@ typedef struct conv_geometry {
 
 /* ---- unfolding -------------------------------------------------------------------------------- */
 
+/* The output columns [lo, hi) of a row whose input column for output column 0 is x0 read
+ * inside the image (stride 1): the rest fall on the padding. */
+static inline void valid_columns(int64_t *lo, int64_t *hi, int64_t x0, int64_t w, int64_t ow) {
+    *lo = x0 < 0 ? -x0 : 0;
+    *hi = w - x0 < ow ? w - x0 : ow;
+    if (*hi < *lo) *hi = *lo;
+}
+
 #define IM2COL(T)                                                                          \
     /* cols (cg*kh*kw, oh*ow) from one image's group x (cg, h, w). */                      \
     static void im2col_##T(T *cols, const T *x, const conv_geometry *g) {                  \
@@ -31,25 +41,24 @@ typedef struct conv_geometry {
                 for (int64_t kj = 0; kj < g->kw; kj++) {                                   \
                     T *row = cols + ((c * g->kh + ki) * g->kw + kj) * g->col_cols;         \
                     int64_t x0 = kj * g->dw - g->pw; /* input column of output column 0 */ \
+                    int64_t lo, hi;                                                        \
+                    valid_columns(&lo, &hi, x0, g->w, g->ow);                              \
                     for (int64_t oy = 0; oy < g->oh; oy++) {                               \
                         T *dst = row + oy * g->ow;                                         \
                         int64_t iy = oy * g->sh - g->ph + ki * g->dh;                      \
                         if (iy < 0 || iy >= g->h) {                                        \
-                            memset(dst, 0, (size_t)g->ow * sizeof(T));                     \
+                            for (int64_t ox = 0; ox < g->ow; ox++) dst[ox] = 0;            \
                             continue;                                                      \
                         }                                                                  \
-                        const T *src = x + (c * g->h + iy) * g->w;                         \
+                        const T *src = x + (c * g->h + iy) * g->w + x0;                    \
                         if (g->sw == 1) {                                                  \
-                            int64_t lo = x0 < 0 ? -x0 : 0, hi = g->w - x0;                 \
-                            if (hi > g->ow) hi = g->ow;                                    \
-                            if (hi < lo) hi = lo;                                          \
                             for (int64_t ox = 0; ox < lo; ox++) dst[ox] = 0;               \
-                            if (hi > lo) memcpy(dst + lo, src + x0 + lo, (size_t)(hi - lo) * sizeof(T)); \
+                            for (int64_t ox = lo; ox < hi; ox++) dst[ox] = src[ox];        \
                             for (int64_t ox = hi; ox < g->ow; ox++) dst[ox] = 0;           \
                         } else {                                                           \
                             for (int64_t ox = 0; ox < g->ow; ox++) {                       \
                                 int64_t ix = x0 + ox * g->sw;                              \
-                                dst[ox] = (ix >= 0 && ix < g->w) ? src[ix] : (T)0;         \
+                                dst[ox] = (ix >= 0 && ix < g->w) ? src[ox * g->sw] : (T)0; \
                             }                                                              \
                         }                                                                  \
                     }                                                                      \
@@ -62,14 +71,20 @@ typedef struct conv_geometry {
                 for (int64_t kj = 0; kj < g->kw; kj++) {                                   \
                     const T *row = cols + ((c * g->kh + ki) * g->kw + kj) * g->col_cols;   \
                     int64_t x0 = kj * g->dw - g->pw;                                       \
+                    int64_t lo, hi;                                                        \
+                    valid_columns(&lo, &hi, x0, g->w, g->ow);                              \
                     for (int64_t oy = 0; oy < g->oh; oy++) {                               \
                         int64_t iy = oy * g->sh - g->ph + ki * g->dh;                      \
                         if (iy < 0 || iy >= g->h) continue;                                \
                         const T *src = row + oy * g->ow;                                   \
-                        T *dst = dx + (c * g->h + iy) * g->w;                              \
-                        for (int64_t ox = 0; ox < g->ow; ox++) {                           \
-                            int64_t ix = x0 + ox * g->sw;                                  \
-                            if (ix >= 0 && ix < g->w) dst[ix] += src[ox];                  \
+                        T *dst = dx + (c * g->h + iy) * g->w + x0;                         \
+                        if (g->sw == 1) {                                                  \
+                            for (int64_t ox = lo; ox < hi; ox++) dst[ox] += src[ox];       \
+                        } else {                                                           \
+                            for (int64_t ox = 0; ox < g->ow; ox++) {                       \
+                                int64_t ix = x0 + ox * g->sw;                              \
+                                if (ix >= 0 && ix < g->w) dst[ox * g->sw] += src[ox];      \
+                            }                                                              \
                         }                                                                  \
                     }                                                                      \
                 }                                                                          \
@@ -83,10 +98,17 @@ IM2COL(double)
         for (int64_t i = 0; i < o; i++)                                                    \
             for (int64_t j = 0; j < positions; j++) y[i * positions + j] = b[i];           \
     }                                                                                      \
+    /* Eight running sums per row, so the additions do not wait on each other (one chain  \
+     * of scalar additions made this the slowest part of the backward). */                \
     static void add_row_sums_##T(T *db, const T *dy, int64_t o, int64_t positions) {        \
         for (int64_t i = 0; i < o; i++) {                                                  \
-            T acc = 0;                                                                     \
-            for (int64_t j = 0; j < positions; j++) acc += dy[i * positions + j];          \
+            const T *row = dy + i * positions;                                             \
+            T part[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                          \
+            int64_t j = 0;                                                                 \
+            for (; j + 8 <= positions; j += 8)                                             \
+                for (int k = 0; k < 8; k++) part[k] += row[j + k];                         \
+            T acc = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7])); \
+            for (; j < positions; j++) acc += row[j];                                      \
             db[i] += acc;                                                                  \
         }                                                                                  \
     }
@@ -162,8 +184,10 @@ static lunet_status column_buffer(void **cols, size_t *bytes, const conv_geometr
 
 /* ---- backward ------------------------------------------------------------------------------------ */
 
+/* saved: 0 contiguous input, 1 contiguous weight, 2 the batch's columns (N, groups, rows,
+ * cols) when the forward kept them. */
 static lunet_status conv2d_backward(lunet__node *node, const lunet_tensor *grad, lunet_tensor **grad_in) {
-    const lunet_tensor *x = node->saved[0], *w = node->saved[1];
+    const lunet_tensor *x = node->saved[0], *w = node->saved[1], *kept = node->saved[2];
     lunet_conv2d_params p = {{node->iarg[0], node->iarg[1]}, {node->iarg[2], node->iarg[3]},
                              {node->iarg[4], node->iarg[5]}, node->iarg[6]};
     conv_geometry g;
@@ -175,7 +199,7 @@ static lunet_status conv2d_backward(lunet__node *node, const lunet_tensor *grad,
     size_t cols_bytes = 0;
     lunet_status s = lunet__contiguous_nograd(&dy, grad);
     if (s == LUNET_OK && node->inputs[0]) s = lunet_tensor_zeros(&grad_in[0], dt, 4, x->shape);
-    if (s == LUNET_OK && node->inputs[1]) s = lunet_tensor_zeros(&grad_in[1], dt, 4, w->shape);
+    if (s == LUNET_OK && node->inputs[1]) s = lunet__tensor_new(&grad_in[1], dt, 4, w->shape, "conv2d backward");
     if (s == LUNET_OK && node->inputs[2]) s = lunet_tensor_zeros(&grad_in[2], dt, 1, &g.o);
     if (s == LUNET_OK) s = column_buffer(&cols, &cols_bytes, &g, dt);
     for (int64_t n = 0; s == LUNET_OK && n < g.n; n++) {
@@ -183,11 +207,13 @@ static lunet_status conv2d_backward(lunet__node *node, const lunet_tensor *grad,
             const char *x_img = lunet__data(x) + (size_t)((n * g.c + gi * g.cg) * g.h * g.w) * z;
             const char *dy_img = lunet__data(dy) + (size_t)((n * g.o + gi * g.og) * g.col_cols) * z;
             const char *w_g = lunet__data(w) + (size_t)(gi * g.og * g.col_rows) * z;
-            if (grad_in[1]) { /* dW_g += dY cols^T */
-                const void *c = cols ? cols : x_img;
-                if (cols) im2col(dt, cols, x_img, &g);
-                lunet__gemm(dt, false, true, g.og, g.col_rows, g.col_cols, 1, dy_img, g.col_cols, c, g.col_cols, 1,
-                            lunet__data(grad_in[1]) + (size_t)(gi * g.og * g.col_rows) * z, g.col_rows);
+            if (grad_in[1]) { /* dW_g += dY cols^T (the first image writes, the others add) */
+                const void *c = x_img;
+                if (kept) c = lunet__data(kept) + (size_t)((n * g.groups + gi) * g.col_rows * g.col_cols) * z;
+                else if (cols) im2col(dt, cols, x_img, &g);
+                if (!kept && cols) c = cols;
+                lunet__gemm(dt, false, true, g.og, g.col_rows, g.col_cols, 1, dy_img, g.col_cols, c, g.col_cols,
+                            n == 0 ? 0 : 1, lunet__data(grad_in[1]) + (size_t)(gi * g.og * g.col_rows) * z, g.col_rows);
             }
             if (grad_in[0]) { /* dX = col2im(W^T dY) */
                 char *dx_img = lunet__data(grad_in[0]) + (size_t)((n * g.c + gi * g.cg) * g.h * g.w) * z;
@@ -218,26 +244,33 @@ lunet_status lunet_conv2d(lunet_tensor **out, const lunet_tensor *x, const lunet
     lunet_dtype dt = x->dtype;
     size_t z = lunet_dtype_size(dt);
     int64_t shape[4] = {g.n, g.o, g.oh, g.ow};
-    lunet_tensor *xc = NULL, *wc = NULL, *bc = NULL, *y = NULL;
+    lunet_tensor *xc = NULL, *wc = NULL, *bc = NULL, *y = NULL, *kept = NULL;
     void *cols = NULL;
     size_t cols_bytes = 0;
     lunet_status s = lunet__contiguous_nograd(&xc, x);
     if (s == LUNET_OK) s = lunet__contiguous_nograd(&wc, weight);
     if (s == LUNET_OK && bias) s = lunet__contiguous_nograd(&bc, bias);
     if (s == LUNET_OK) s = lunet__tensor_new(&y, dt, 4, shape, "conv2d");
-    if (s == LUNET_OK) s = column_buffer(&cols, &cols_bytes, &g, dt);
+    /* Keep every image's columns when the backward will need them for the weight's gradient. */
+    bool keep = !g.pointwise && weight->requires_grad && lunet_grad_is_enabled();
+    if (s == LUNET_OK && keep) {
+        int64_t kept_shape[4] = {g.n, g.groups, g.col_rows, g.col_cols};
+        s = lunet__tensor_new(&kept, dt, 4, kept_shape, "conv2d");
+    }
+    if (s == LUNET_OK && !keep) s = column_buffer(&cols, &cols_bytes, &g, dt);
     for (int64_t n = 0; s == LUNET_OK && n < g.n; n++) {
         char *y_img = lunet__data(y) + (size_t)(n * g.o * g.col_cols) * z;
         if (bc) fill_bias(dt, y_img, lunet__data(bc), g.o, g.col_cols); /* the GEMM adds onto it */
         for (int64_t gi = 0; gi < g.groups; gi++) {
             const char *x_img = lunet__data(xc) + (size_t)((n * g.c + gi * g.cg) * g.h * g.w) * z;
+            if (kept) cols = lunet__data(kept) + (size_t)((n * g.groups + gi) * g.col_rows * g.col_cols) * z;
             if (cols) im2col(dt, cols, x_img, &g);
             lunet__gemm(dt, false, false, g.og, g.col_cols, g.col_rows, 1,
                         lunet__data(wc) + (size_t)(gi * g.og * g.col_rows) * z, g.col_rows, cols ? cols : x_img,
                         g.col_cols, bc ? 1 : 0, y_img + (size_t)(gi * g.og * g.col_cols) * z, g.col_cols);
         }
     }
-    lunet__free(cols, cols_bytes);
+    if (!kept) lunet__free(cols, cols_bytes);
     lunet_tensor_release(bc);
     lunet__node *node = NULL;
     if (s == LUNET_OK) s = lunet__record_or_release(&node, &y, "Conv2dBackward", conv2d_backward, 3, operands);
@@ -247,7 +280,9 @@ lunet_status lunet_conv2d(lunet_tensor **out, const lunet_tensor *x, const lunet
         memcpy(node->iarg, settings, sizeof settings);
         s = lunet__save(node, 0, xc);
         if (s == LUNET_OK) s = lunet__save(node, 1, wc);
+        if (s == LUNET_OK && kept) s = lunet__save(node, 2, kept);
     }
+    lunet_tensor_release(kept);
     lunet_tensor_release(xc);
     lunet_tensor_release(wc);
     if (s != LUNET_OK) {

@@ -144,6 +144,43 @@ static lunet_status pool_geometry_of(pool_geometry *g, const lunet_tensor *x, co
 POOL_KERNELS(float)
 POOL_KERNELS(double)
 
+/* The most common pooling, 2x2 windows with stride 2 and nothing else, without bounds
+ * checks: the same comparisons in the same order as max_pool_T, so the same answers. */
+#define MAX_POOL_2X2(T)                                                                    \
+    static void max_pool_2x2_##T(T *y, int32_t *at, const T *x, const pool_geometry *g) {  \
+        for (int64_t p = 0; p < g->planes; p++) {                                          \
+            const T *plane = x + p * g->h * g->w;                                          \
+            for (int64_t oy = 0; oy < g->oh; oy++) {                                       \
+                const T *r0 = plane + 2 * oy * g->w, *r1 = r0 + g->w;                      \
+                T *out = y + (p * g->oh + oy) * g->ow;                                     \
+                int32_t *where = at + (p * g->oh + oy) * g->ow;                            \
+                int32_t base = (int32_t)(2 * oy * g->w);                                   \
+                for (int64_t ox = 0; ox < g->ow; ox++) {                                   \
+                    T v[4] = {r0[2 * ox], r0[2 * ox + 1], r1[2 * ox], r1[2 * ox + 1]};     \
+                    int32_t k[4] = {base + (int32_t)(2 * ox), base + (int32_t)(2 * ox + 1), \
+                                    base + (int32_t)(g->w + 2 * ox), base + (int32_t)(g->w + 2 * ox + 1)}; \
+                    T best = v[0];                                                         \
+                    int32_t best_at = k[0];                                                \
+                    for (int i = 1; i < 4; i++) { /* selects, not branches */              \
+                        bool take = v[i] > best || (v[i] != v[i] && best == best);         \
+                        best_at = take ? k[i] : best_at;                                   \
+                        best = take ? v[i] : best;                                         \
+                    }                                                                      \
+                    out[ox] = best;                                                        \
+                    where[ox] = best_at;                                                   \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+    }
+MAX_POOL_2X2(float)
+MAX_POOL_2X2(double)
+
+
+static bool is_plain_2x2(const pool_geometry *g) {
+    return g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->ph == 0 && g->pw == 0 && g->dh == 1 &&
+           g->dw == 1 && 2 * g->oh <= g->h && 2 * g->ow <= g->w;
+}
+
 /* ---- max pooling ---------------------------------------------------------------------------------- */
 
 static void geometry_to_node(lunet__node *node, const pool_geometry *g) {
@@ -183,8 +220,11 @@ lunet_status lunet_max_pool2d(lunet_tensor **out, const lunet_tensor *x, const l
     if (s == LUNET_OK) s = lunet__tensor_new(&y, x->dtype, 4, shape, "max_pool2d");
     if (s == LUNET_OK) s = lunet__tensor_new(&at, LUNET_DTYPE_I32, 4, shape, "max_pool2d");
     if (s == LUNET_OK) {
-        if (x->dtype == LUNET_DTYPE_F32) max_pool_float(lunet_tensor_data(y), lunet_tensor_data(at), lunet_tensor_data(xc), &g);
-        else max_pool_double(lunet_tensor_data(y), lunet_tensor_data(at), lunet_tensor_data(xc), &g);
+        bool plain = is_plain_2x2(&g);
+        if (x->dtype == LUNET_DTYPE_F32)
+            (plain ? max_pool_2x2_float : max_pool_float)(lunet_tensor_data(y), lunet_tensor_data(at), lunet_tensor_data(xc), &g);
+        else
+            (plain ? max_pool_2x2_double : max_pool_double)(lunet_tensor_data(y), lunet_tensor_data(at), lunet_tensor_data(xc), &g);
     }
     lunet_tensor_release(xc);
     lunet__node *node = NULL;

@@ -158,6 +158,7 @@ bool lunet_tensor_shares_storage(const lunet_tensor *a, const lunet_tensor *b) {
 void lunet_tensor_mark_modified(lunet_tensor *t) { atomic_fetch_add(&t->storage->version, 1); }
 
 bool lunet_tensor_is_contiguous(const lunet_tensor *t) {
+    if (t->numel == 0) return true; /* no element is out of place, as in PyTorch */
     int64_t expected = 1;
     for (int i = t->ndim - 1; i >= 0; i--) {
         if (t->shape[i] != 1 && t->strides[i] != expected) return false;
