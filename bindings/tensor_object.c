@@ -14,7 +14,7 @@ typedef struct tensor_box {
 } tensor_box;
 
 /* The least amount of tensor memory handed to Lua between two forced full collections. */
-#define MIN_COLLECT_BYTES ((size_t)32 << 20)
+#define MIN_COLLECT_BYTES ((size_t)4 << 20)
 
 /* The registry key: the address of this variable, unique in the process. */
 static const char context_key = 'c';
@@ -67,12 +67,12 @@ void tensor_push_view(lua_State *L, lunet_tensor *t) { push_box(L, t); }
  *  - every 16 KB of tensor bytes is reported as a step of allocation debt, which paces the
  *    incremental collector;
  *  - and once the tensor bytes handed to Lua since the last full collection exceed the size of
- *    Lua's own heap (32 MB at least), a full collection runs.  The generational mode that the
+ *    Lua's own heap (4 MB at least), a full collection runs.  The generational mode that the
  *    lua5.4 interpreter starts in needs this: its minor collections promote tensors that live
  *    across a training step to the old generation, and its major collections are paced by
  *    Lua's heap, which tensors barely touch.  Tying the period to the heap's size keeps the
  *    collector's work per tensor byte bounded, and unreachable tensor memory stays under
- *    32 MB or the heap's size, whatever the size of the datasets held live; the allocator's
+ *    4 MB or the heap's size, whatever the size of the datasets held live; the allocator's
  *    cache recycles what is freed. */
 static void account_tensor_bytes(lua_State *L, size_t nbytes) {
     binding_context *ctx = binding_context_get(L);
