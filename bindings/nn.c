@@ -184,11 +184,10 @@ static lunet_tensor *class_targets(lua_State *L, lunet_tensor *targets, int64_t 
     tensor_push_new(L, shifted);
     int64_t *p = lunet_tensor_data(shifted);
     for (int64_t i = 0, n = lunet_tensor_numel(shifted); i < n; i++) {
-        if (has_ignore && p[i] == ignore) continue;
-        if (p[i] < 1 || p[i] > classes)
+        if (!(has_ignore && p[i] == ignore) && (p[i] < 1 || p[i] > classes))
             luaL_error(L, "%s: target %I at position %I is out of range 1..%I", op, (lua_Integer)p[i], (lua_Integer)(i + 1),
                        (lua_Integer)classes);
-        p[i] -= 1;
+        p[i] -= 1; /* ignored targets too: the C call gets ignore_index - 1 */
     }
     return shifted;
 }

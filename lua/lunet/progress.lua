@@ -13,10 +13,11 @@ local BAR_WIDTH = 30
 local REDRAW_SECONDS = 0.1
 
 local function format_duration(seconds)
-  if seconds >= 3600 then return string.format("%d:%02d:%02d", seconds // 3600, seconds % 3600 // 60, seconds % 60) end
-  if seconds >= 60 then return string.format("%d:%02d", seconds // 60, seconds % 60) end
-  if seconds >= 1 then return string.format("%ds", math.floor(seconds + 0.5)) end
-  return string.format("%dms", math.floor(seconds * 1000 + 0.5))
+  if seconds < 1 then return string.format("%dms", math.floor(seconds * 1000 + 0.5)) end
+  local s = math.floor(seconds + 0.5)
+  if s >= 3600 then return string.format("%d:%02d:%02d", s // 3600, s % 3600 // 60, s % 60) end
+  if s >= 60 then return string.format("%d:%02d", s // 60, s % 60) end
+  return string.format("%ds", s)
 end
 progress.format_duration = format_duration
 

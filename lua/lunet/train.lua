@@ -21,7 +21,7 @@ local train = {}
 local FIT_OPTIONS = {
   epochs = true, batch_size = true, loss = true, optimizer = true, scheduler = true, scheduler_interval = true,
   validation_split = true, validation_data = true, shuffle = true, seed = true, drop_last = true, callbacks = true,
-  verbose = true, output = true, eval_batch_size = true,
+  verbose = true, output = true, eval_batch_size = true, transform = true,
 }
 
 local function check_options(opts, allowed, fn)
@@ -162,6 +162,7 @@ end
 --   validation data),
 --   validation_split (a fraction held out from the end of the dataset) or validation_data,
 --   shuffle (true), seed (the shuffling seed), drop_last (false),
+--   transform (a function(xb, yb) -> xb, yb applied to each training batch: augmentation),
 --   callbacks (a list: EarlyStopping, ModelCheckpoint, CSVLogger or your own),
 --   verbose (1: a live progress bar on a terminal, one line per epoch otherwise; 2: one line
 --   per epoch; 0: silent), output (io.stdout), eval_batch_size (1000)
@@ -197,6 +198,7 @@ function train.fit(model, dataset, opts)
     local started = core.clock()
     local loss_sum, correct, count, classification = 0, 0, 0, false
     for xb, yb, step in loader:batches() do
+      if opts.transform then xb, yb = opts.transform(xb, yb) end
       optimizer:zero_grad()
       local out = model(xb)
       local loss = criterion(out, yb)
@@ -275,10 +277,27 @@ function train.load_state_dict(model, state, opts)
   return missing, unexpected
 end
 
---- Installs fit, evaluate, predict, state_dict and load_state_dict on a module class.
+--- Writes the parameters and buffers to a safetensors file (atomically), named as in
+-- state_dict, with "lunet.format" in its metadata.
+function train.save(model, path)
+  local safetensors = require("lunet.safetensors")
+  safetensors.write(path, train.state_dict(model), { ["lunet.format"] = "1" })
+  return path
+end
+
+--- Loads parameters and buffers from a safetensors file written by save (or by another
+-- writer using the same names: "1.weight", ...); opts as load_state_dict.
+function train.load_weights(model, path, opts)
+  local safetensors = require("lunet.safetensors")
+  return train.load_state_dict(model, (safetensors.read(path)), opts)
+end
+
+--- Installs fit, evaluate, predict, the state-dict methods, save and load_weights on a module
+-- class.
 function train.install(Module)
   Module.fit, Module.evaluate, Module.predict = train.fit, train.evaluate, train.predict
   Module.state_dict, Module.load_state_dict = train.state_dict, train.load_state_dict
+  Module.save, Module.load_weights = train.save, train.load_weights
 end
 
 return train

@@ -1,6 +1,7 @@
 --- EarlyStopping{monitor = "val_loss", patience = 0, min_delta = 0, mode = "auto",
--- restore_best_weights = false}: stops fit when the monitored value has not improved by more
--- than min_delta for patience epochs.  mode "auto" minimises losses and maximises the rest.
+-- restore_best_weights = false}: stops fit once the monitored value has gone patience epochs
+-- (at least one) without improving by more than min_delta, as Keras's EarlyStopping does.
+-- mode "auto" minimises losses and maximises the rest.
 local grad_mode = require("lunet.grad_mode")
 
 local EarlyStopping = {}
@@ -42,7 +43,7 @@ function EarlyStopping:on_epoch_end(trainer, epoch, logs)
     return
   end
   self.wait = self.wait + 1
-  if self.wait > self.patience then
+  if self.wait >= math.max(self.patience, 1) then
     self.stopped_epoch = epoch
     trainer.stop_training = true
     if self.restore_best_weights and self.best_weights then
