@@ -22,7 +22,7 @@ CC             ?= cc
 OPT            ?= -O3 -g
 
 WARNINGS   := -Wall -Wextra -Werror
-CFLAGS_ALL := -std=c11 $(WARNINGS) -fPIC -fno-math-errno -Icore/include $(BLAS_CFLAGS) $(CFLAGS)
+CFLAGS_ALL := -std=c11 $(WARNINGS) -fPIC -fno-math-errno -fopenmp -Icore/include $(BLAS_CFLAGS) $(CFLAGS)
 # f32 GEMMs run on oneDNN, f64 ones on OpenBLAS (core/src/blas.c says why).
 LIBS       := $(BLAS_LIBS) -ldnnl -lgomp -lz -lm -lpthread
 SANITIZE   := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -DLUNET_ALLOC_NO_CACHE

@@ -3,6 +3,8 @@
  *
  * Each image and group is unfolded into a column matrix cols (C/g * KH * KW, OH * OW), and
  * one GEMM W (O/g, C/g * KH * KW) x cols gives that image's output in NCHW order directly.
+ * Images are independent, so with several threads each takes a share of the batch (see
+ * "work split over images").
  * When the weight's gradient will be needed the whole batch's columns are kept for the
  * backward (a few MB for these models: cheaper than unfolding twice); otherwise one image's
  * buffer is reused and stays in cache.  The backward computes dW = sum of dY cols^T and
@@ -182,7 +184,113 @@ static lunet_status column_buffer(void **cols, size_t *bytes, const conv_geometr
     return LUNET_OK;
 }
 
+/* ---- work split over images ------------------------------------------------------------------
+ *
+ * With n threads, the images of a batch are split into n contiguous ranges, one per thread:
+ * each thread unfolds its images and calls GEMM on them itself.  These GEMMs are small (one
+ * image), so they run on one thread each: OpenMP does not nest parallel regions unless asked,
+ * so oneDNN inside a worker stays on that worker's core and nothing is oversubscribed.  Each
+ * worker sums its own partial weight and bias gradients, which are then added in worker order,
+ * so results do not depend on timing. */
+
+static int workers_for(int64_t images) {
+    int n = lunet_get_num_threads();
+    return images < n ? (int)images : n;
+}
+
+static void image_range(int64_t *first, int64_t *last, int64_t images, int worker, int workers) {
+    *first = images * worker / workers;
+    *last = images * (worker + 1) / workers;
+}
+
+typedef struct conv_job {
+    const conv_geometry *g;
+    lunet_dtype dt;
+    const lunet_tensor *x, *w, *b, *kept, *dy;
+    lunet_tensor *y, *dx;
+    char *dw, *db; /* this worker's gradient sums (dw written by its first image, db zeroed) */
+} conv_job;
+
+static lunet_status forward_images(const conv_job *j, int64_t first, int64_t last) {
+    const conv_geometry *g = j->g;
+    size_t z = lunet_dtype_size(j->dt);
+    void *cols = NULL;
+    size_t cols_bytes = 0;
+    if (!j->kept) LUNET_TRY(column_buffer(&cols, &cols_bytes, g, j->dt));
+    for (int64_t n = first; n < last; n++) {
+        char *y_img = lunet__data(j->y) + (size_t)(n * g->o * g->col_cols) * z;
+        if (j->b) fill_bias(j->dt, y_img, lunet__data(j->b), g->o, g->col_cols); /* the GEMM adds onto it */
+        for (int64_t gi = 0; gi < g->groups; gi++) {
+            const char *x_img = lunet__data(j->x) + (size_t)((n * g->c + gi * g->cg) * g->h * g->w) * z;
+            if (j->kept) cols = lunet__data(j->kept) + (size_t)((n * g->groups + gi) * g->col_rows * g->col_cols) * z;
+            if (cols) im2col(j->dt, cols, x_img, g);
+            lunet__gemm(j->dt, false, false, g->og, g->col_cols, g->col_rows, 1,
+                        lunet__data(j->w) + (size_t)(gi * g->og * g->col_rows) * z, g->col_rows, cols ? cols : x_img,
+                        g->col_cols, j->b ? 1 : 0, y_img + (size_t)(gi * g->og * g->col_cols) * z, g->col_cols);
+        }
+    }
+    if (!j->kept) lunet__free(cols, cols_bytes);
+    return LUNET_OK;
+}
+
+static lunet_status backward_images(const conv_job *j, int64_t first, int64_t last) {
+    const conv_geometry *g = j->g;
+    size_t z = lunet_dtype_size(j->dt);
+    void *cols = NULL;
+    size_t cols_bytes = 0;
+    LUNET_TRY(column_buffer(&cols, &cols_bytes, g, j->dt));
+    for (int64_t n = first; n < last; n++) {
+        for (int64_t gi = 0; gi < g->groups; gi++) {
+            const char *x_img = lunet__data(j->x) + (size_t)((n * g->c + gi * g->cg) * g->h * g->w) * z;
+            const char *dy_img = lunet__data(j->dy) + (size_t)((n * g->o + gi * g->og) * g->col_cols) * z;
+            const char *w_g = lunet__data(j->w) + (size_t)(gi * g->og * g->col_rows) * z;
+            if (j->dw) { /* dW_g += dY cols^T (the first image writes, the others add) */
+                const void *c = x_img;
+                if (j->kept) c = lunet__data(j->kept) + (size_t)((n * g->groups + gi) * g->col_rows * g->col_cols) * z;
+                else if (cols) c = cols, im2col(j->dt, cols, x_img, g);
+                lunet__gemm(j->dt, false, true, g->og, g->col_rows, g->col_cols, 1, dy_img, g->col_cols, c, g->col_cols,
+                            n == first ? 0 : 1, j->dw + (size_t)(gi * g->og * g->col_rows) * z, g->col_rows);
+            }
+            if (j->dx) { /* dX = col2im(W^T dY) */
+                char *dx_img = lunet__data(j->dx) + (size_t)((n * g->c + gi * g->cg) * g->h * g->w) * z;
+                lunet__gemm(j->dt, true, false, g->col_rows, g->col_cols, g->og, 1, w_g, g->col_rows, dy_img,
+                            g->col_cols, cols ? 0 : 1, cols ? cols : (void *)dx_img, g->col_cols);
+                if (cols) col2im(j->dt, dx_img, cols, g);
+            }
+        }
+        if (j->db) /* db = sum of dY over the image's positions */
+            add_row_sums(j->dt, j->db, lunet__data(j->dy) + (size_t)(n * g->o * g->col_cols) * z, g->o, g->col_cols);
+    }
+    lunet__free(cols, cols_bytes);
+    return LUNET_OK;
+}
+
+/* Runs fn over the batch's images on the workers; jobs[k] is worker k's job. */
+static lunet_status run_workers(lunet_status (*fn)(const conv_job *, int64_t, int64_t), const conv_job *jobs,
+                                int workers, int64_t images) {
+    lunet_status status[64] = {LUNET_OK};
+    if (workers > 64) workers = 64;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(workers) schedule(static, 1) if (workers > 1)
+#endif
+    for (int k = 0; k < workers; k++) {
+        int64_t first, last;
+        image_range(&first, &last, images, k, workers);
+        status[k] = fn(&jobs[k], first, last);
+    }
+    for (int k = 0; k < workers; k++) LUNET_TRY(status[k]);
+    return LUNET_OK;
+}
+
 /* ---- backward ------------------------------------------------------------------------------------ */
+
+/* dst += src, element by element, for n elements of dtype. */
+static void add_into(lunet_dtype dt, char *dst, const char *src, int64_t n) {
+    if (dt == LUNET_DTYPE_F32)
+        for (int64_t i = 0; i < n; i++) ((float *)dst)[i] += ((const float *)src)[i];
+    else
+        for (int64_t i = 0; i < n; i++) ((double *)dst)[i] += ((const double *)src)[i];
+}
 
 /* saved: 0 contiguous input, 1 contiguous weight, 2 the batch's columns (N, groups, rows,
  * cols) when the forward kept them. */
@@ -194,39 +302,36 @@ static lunet_status conv2d_backward(lunet__node *node, const lunet_tensor *grad,
     LUNET_TRY(conv_geometry_of(&g, x, w, NULL, &p));
     lunet_dtype dt = x->dtype;
     size_t z = lunet_dtype_size(dt);
+    int workers = workers_for(g.n);
+    if (workers > 64) workers = 64;
+    int64_t dw_count = g.o * g.col_rows;
+    /* workers after the first sum into their own buffers: (dW, db) each */
+    size_t partial_bytes = (size_t)(dw_count + g.o) * z * (size_t)(workers - 1);
     lunet_tensor *dy = NULL;
-    void *cols = NULL;
-    size_t cols_bytes = 0;
+    char *partials = NULL;
     lunet_status s = lunet__contiguous_nograd(&dy, grad);
     if (s == LUNET_OK && node->inputs[0]) s = lunet_tensor_zeros(&grad_in[0], dt, 4, x->shape);
     if (s == LUNET_OK && node->inputs[1]) s = lunet__tensor_new(&grad_in[1], dt, 4, w->shape, "conv2d backward");
     if (s == LUNET_OK && node->inputs[2]) s = lunet_tensor_zeros(&grad_in[2], dt, 1, &g.o);
-    if (s == LUNET_OK) s = column_buffer(&cols, &cols_bytes, &g, dt);
-    for (int64_t n = 0; s == LUNET_OK && n < g.n; n++) {
-        for (int64_t gi = 0; gi < g.groups; gi++) {
-            const char *x_img = lunet__data(x) + (size_t)((n * g.c + gi * g.cg) * g.h * g.w) * z;
-            const char *dy_img = lunet__data(dy) + (size_t)((n * g.o + gi * g.og) * g.col_cols) * z;
-            const char *w_g = lunet__data(w) + (size_t)(gi * g.og * g.col_rows) * z;
-            if (grad_in[1]) { /* dW_g += dY cols^T (the first image writes, the others add) */
-                const void *c = x_img;
-                if (kept) c = lunet__data(kept) + (size_t)((n * g.groups + gi) * g.col_rows * g.col_cols) * z;
-                else if (cols) im2col(dt, cols, x_img, &g);
-                if (!kept && cols) c = cols;
-                lunet__gemm(dt, false, true, g.og, g.col_rows, g.col_cols, 1, dy_img, g.col_cols, c, g.col_cols,
-                            n == 0 ? 0 : 1, lunet__data(grad_in[1]) + (size_t)(gi * g.og * g.col_rows) * z, g.col_rows);
-            }
-            if (grad_in[0]) { /* dX = col2im(W^T dY) */
-                char *dx_img = lunet__data(grad_in[0]) + (size_t)((n * g.c + gi * g.cg) * g.h * g.w) * z;
-                lunet__gemm(dt, true, false, g.col_rows, g.col_cols, g.og, 1, w_g, g.col_rows, dy_img, g.col_cols,
-                            cols ? 0 : 1, cols ? cols : (void *)dx_img, g.col_cols);
-                if (cols) col2im(dt, dx_img, cols, &g);
-            }
+    if (s == LUNET_OK && partial_bytes && !(partials = lunet__alloc(partial_bytes))) s = lunet__nomem("conv2d backward");
+    if (s == LUNET_OK) {
+        if (partials) memset(partials, 0, partial_bytes);
+        conv_job jobs[64];
+        for (int k = 0; k < workers; k++) {
+            char *mine = k == 0 ? NULL : partials + (size_t)(k - 1) * (size_t)(dw_count + g.o) * z;
+            jobs[k] = (conv_job){.g = &g, .dt = dt, .x = x, .w = w, .kept = kept, .dy = dy, .dx = grad_in[0]};
+            if (grad_in[1]) jobs[k].dw = mine ? mine : lunet__data(grad_in[1]);
+            if (grad_in[2]) jobs[k].db = mine ? mine + (size_t)dw_count * z : lunet__data(grad_in[2]);
         }
-        if (grad_in[2]) /* db = sum of dY over the image's positions */
-            add_row_sums(dt, lunet__data(grad_in[2]), lunet__data(dy) + (size_t)(n * g.o * g.col_cols) * z, g.o,
-                         g.col_cols);
+        s = run_workers(backward_images, jobs, workers, g.n);
+        for (int k = 1; s == LUNET_OK && k < workers; k++) { /* in worker order: the same sums every run */
+            int64_t first, last;
+            image_range(&first, &last, g.n, k, workers);
+            if (grad_in[1] && last > first) add_into(dt, lunet__data(grad_in[1]), jobs[k].dw, dw_count);
+            if (grad_in[2]) add_into(dt, lunet__data(grad_in[2]), jobs[k].db, g.o);
+        }
     }
-    lunet__free(cols, cols_bytes);
+    lunet__free(partials, partial_bytes);
     lunet_tensor_release(dy);
     return s;
 }
@@ -242,11 +347,8 @@ lunet_status lunet_conv2d(lunet_tensor **out, const lunet_tensor *x, const lunet
     conv_geometry g;
     LUNET_TRY(conv_geometry_of(&g, x, weight, bias, params));
     lunet_dtype dt = x->dtype;
-    size_t z = lunet_dtype_size(dt);
     int64_t shape[4] = {g.n, g.o, g.oh, g.ow};
     lunet_tensor *xc = NULL, *wc = NULL, *bc = NULL, *y = NULL, *kept = NULL;
-    void *cols = NULL;
-    size_t cols_bytes = 0;
     lunet_status s = lunet__contiguous_nograd(&xc, x);
     if (s == LUNET_OK) s = lunet__contiguous_nograd(&wc, weight);
     if (s == LUNET_OK && bias) s = lunet__contiguous_nograd(&bc, bias);
@@ -257,20 +359,14 @@ lunet_status lunet_conv2d(lunet_tensor **out, const lunet_tensor *x, const lunet
         int64_t kept_shape[4] = {g.n, g.groups, g.col_rows, g.col_cols};
         s = lunet__tensor_new(&kept, dt, 4, kept_shape, "conv2d");
     }
-    if (s == LUNET_OK && !keep) s = column_buffer(&cols, &cols_bytes, &g, dt);
-    for (int64_t n = 0; s == LUNET_OK && n < g.n; n++) {
-        char *y_img = lunet__data(y) + (size_t)(n * g.o * g.col_cols) * z;
-        if (bc) fill_bias(dt, y_img, lunet__data(bc), g.o, g.col_cols); /* the GEMM adds onto it */
-        for (int64_t gi = 0; gi < g.groups; gi++) {
-            const char *x_img = lunet__data(xc) + (size_t)((n * g.c + gi * g.cg) * g.h * g.w) * z;
-            if (kept) cols = lunet__data(kept) + (size_t)((n * g.groups + gi) * g.col_rows * g.col_cols) * z;
-            if (cols) im2col(dt, cols, x_img, &g);
-            lunet__gemm(dt, false, false, g.og, g.col_cols, g.col_rows, 1,
-                        lunet__data(wc) + (size_t)(gi * g.og * g.col_rows) * z, g.col_rows, cols ? cols : x_img,
-                        g.col_cols, bc ? 1 : 0, y_img + (size_t)(gi * g.og * g.col_cols) * z, g.col_cols);
-        }
+    if (s == LUNET_OK && g.n > 0) {
+        int workers = workers_for(g.n);
+        if (workers > 64) workers = 64;
+        conv_job jobs[64];
+        for (int k = 0; k < workers; k++)
+            jobs[k] = (conv_job){.g = &g, .dt = dt, .x = xc, .w = wc, .b = bc, .kept = kept, .y = y};
+        s = run_workers(forward_images, jobs, workers, g.n);
     }
-    if (!kept) lunet__free(cols, cols_bytes);
     lunet_tensor_release(bc);
     lunet__node *node = NULL;
     if (s == LUNET_OK) s = lunet__record_or_release(&node, &y, "Conv2dBackward", conv2d_backward, 3, operands);

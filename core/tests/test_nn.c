@@ -59,10 +59,49 @@ static void test_shapes_and_errors(void) {
     for (size_t i = 0; i < 5; i++) lunet_tensor_release(items[i]);
 }
 
+/* Two threads split the batch: the forward must still equal the reference, and the weight
+ * and bias gradients (summed per thread, then added in thread order) the one-thread ones. */
+static void test_conv2d_on_two_threads(void) {
+    int64_t xs[4] = {5, 4, 8, 7}, ws[4] = {6, 2, 3, 3}, bs[1] = {6};
+    lunet_tensor *x = randn(LUNET_DTYPE_F64, 4, xs), *w = randn(LUNET_DTYPE_F64, 4, ws), *b = randn(LUNET_DTYPE_F64, 1, bs);
+    lunet_tensor_set_requires_grad(x, true);
+    lunet_tensor_set_requires_grad(w, true);
+    lunet_tensor_set_requires_grad(b, true);
+    lunet_conv2d_params p = {{1, 2}, {1, 1}, {1, 1}, 2};
+    lunet_tensor *grads[2][3] = {{NULL}};
+    for (int threads = 1; threads <= 2; threads++) {
+        lunet_set_num_threads(threads);
+        lunet_tensor *y = NULL, *ref = NULL, *loss = NULL;
+        CHECK_OK(lunet_conv2d(&y, x, w, b, &p));
+        CHECK_OK(lunet__conv2d_reference(&ref, x, w, b, &p));
+        CHECK(max_abs_diff(y, ref) < 1e-12);
+        CHECK_OK(lunet_tensor_sum_all(&loss, y));
+        CHECK_OK(lunet_tensor_backward(loss, NULL, false));
+        lunet_tensor *inputs[3] = {x, w, b};
+        for (int i = 0; i < 3; i++) {
+            grads[threads - 1][i] = lunet_tensor_retain(lunet_tensor_grad(inputs[i]));
+            lunet_tensor_set_grad(inputs[i], NULL);
+        }
+        lunet_tensor_release(y);
+        lunet_tensor_release(ref);
+        lunet_tensor_release(loss);
+    }
+    for (int i = 0; i < 3; i++) {
+        CHECK(max_abs_diff(grads[0][i], grads[1][i]) < 1e-12);
+        lunet_tensor_release(grads[0][i]);
+        lunet_tensor_release(grads[1][i]);
+    }
+    lunet_set_num_threads(1);
+    lunet_tensor_release(x);
+    lunet_tensor_release(w);
+    lunet_tensor_release(b);
+}
+
 int main(void) {
     lunet_manual_seed(21);
     lunet_set_num_threads(1);
     RUN(test_conv2d_matches_reference);
+    RUN(test_conv2d_on_two_threads);
     RUN(test_shapes_and_errors);
     return check_report("test_nn");
 }
