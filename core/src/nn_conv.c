@@ -37,7 +37,7 @@ static inline void valid_columns(int64_t *lo, int64_t *hi, int64_t x0, int64_t w
 
 #define IM2COL(T)                                                                          \
     /* cols (cg*kh*kw, oh*ow) from one image's group x (cg, h, w). */                      \
-    static void im2col_##T(T *cols, const T *x, const conv_geometry *g) {                  \
+    LUNET_VECTORIZED static void im2col_##T(T *cols, const T *x, const conv_geometry *g) {  \
         for (int64_t c = 0; c < g->cg; c++)                                                \
             for (int64_t ki = 0; ki < g->kh; ki++)                                         \
                 for (int64_t kj = 0; kj < g->kw; kj++) {                                   \
@@ -67,7 +67,7 @@ static inline void valid_columns(int64_t *lo, int64_t *hi, int64_t x0, int64_t w
                 }                                                                          \
     }                                                                                      \
     /* dx (cg, h, w) += the columns folded back onto the image. */                         \
-    static void col2im_##T(T *dx, const T *cols, const conv_geometry *g) {                 \
+    LUNET_VECTORIZED static void col2im_##T(T *dx, const T *cols, const conv_geometry *g) { \
         for (int64_t c = 0; c < g->cg; c++)                                                \
             for (int64_t ki = 0; ki < g->kh; ki++)                                         \
                 for (int64_t kj = 0; kj < g->kw; kj++) {                                   \
@@ -96,13 +96,13 @@ IM2COL(double)
 
 /* Bias rows: y (o, positions) = b[o] everywhere; and its gradient db (o) += sum of dy rows. */
 #define BIAS_ROWS(T)                                                                       \
-    static void fill_bias_##T(T *y, const T *b, int64_t o, int64_t positions) {             \
+    LUNET_VECTORIZED static void fill_bias_##T(T *y, const T *b, int64_t o, int64_t positions) { \
         for (int64_t i = 0; i < o; i++)                                                    \
             for (int64_t j = 0; j < positions; j++) y[i * positions + j] = b[i];           \
     }                                                                                      \
     /* Eight running sums per row, so the additions do not wait on each other (one chain  \
      * of scalar additions made this the slowest part of the backward). */                \
-    static void add_row_sums_##T(T *db, const T *dy, int64_t o, int64_t positions) {        \
+    LUNET_VECTORIZED static void add_row_sums_##T(T *db, const T *dy, int64_t o, int64_t positions) { \
         for (int64_t i = 0; i < o; i++) {                                                  \
             const T *row = dy + i * positions;                                             \
             T part[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                          \

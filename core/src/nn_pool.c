@@ -147,7 +147,7 @@ POOL_KERNELS(double)
 /* The most common pooling, 2x2 windows with stride 2 and nothing else, without bounds
  * checks: the same comparisons in the same order as max_pool_T, so the same answers. */
 #define MAX_POOL_2X2(T)                                                                    \
-    static void max_pool_2x2_##T(T *y, int32_t *at, const T *x, const pool_geometry *g) {  \
+    LUNET_VECTORIZED static void max_pool_2x2_##T(T *y, int32_t *at, const T *x, const pool_geometry *g) { \
         for (int64_t p = 0; p < g->planes; p++) {                                          \
             const T *plane = x + p * g->h * g->w;                                          \
             for (int64_t oy = 0; oy < g->oh; oy++) {                                       \
