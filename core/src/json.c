@@ -194,7 +194,7 @@ static lunet_status parse_unicode_escape(uint32_t *cp, json_parser *p) {
     /* A high surrogate: a low one must follow, and the pair names one code point. */
     if (p->pos + 1 >= p->len || p->text[p->pos] != '\\' || p->text[p->pos + 1] != 'u')
         return parse_error(p, start, "\\u%04X is a high surrogate without a low surrogate after it", *cp);
-    uint32_t low;
+    uint32_t low = 0; /* set by parse_hex4; gcc -O3 cannot see it */
     LUNET_TRY(parse_hex4(&low, p, p->pos + 2));
     if (low < 0xDC00 || low > 0xDFFF)
         return parse_error(p, start, "\\u%04X is a high surrogate followed by \\u%04X, not a low surrogate",
