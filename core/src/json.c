@@ -174,6 +174,7 @@ static int hex_digit(unsigned char c) {
 /* The four hex digits at pos (after "\u"). */
 static lunet_status parse_hex4(uint32_t *out, const json_parser *p, size_t pos) {
     uint32_t v = 0;
+    *out = 0; /* defined on every path, which gcc -O3 cannot otherwise prove */
     for (size_t i = 0; i < 4; i++) {
         int h = pos + i < p->len ? hex_digit(p->text[pos + i]) : -1;
         if (h < 0) return parse_error(p, pos - 2, "\\u must be followed by four hex digits");
