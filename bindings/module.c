@@ -18,17 +18,13 @@ static int f_tensor(lua_State *L) {
     create_options o = create_options_arg(L, 2, "tensor");
     lunet_tensor *t, *src = tensor_test(L, 1);
     lunet_status s;
-    if (src) { /* a copy, detached from any graph */
+    if (src) { /* a copy, detached from any graph, in the asked dtype (else the source's) */
         lunet_tensor *d = NULL;
         s = lunet_tensor_detach(&d, src);
-        bool was = lunet_grad_is_enabled();
-        lunet_grad_set_enabled(false);
-        if (s == LUNET_OK) s = lua_isnoneornil(L, 2) ? lunet_tensor_clone(&t, d) : lunet_tensor_to(&t, d, o.dtype);
-        if (s == LUNET_OK && lunet_tensor_shares_storage(t, d)) { /* to() kept the dtype: still copy */
-            lunet_tensor_release(t);
-            s = lunet_tensor_clone(&t, d);
-        }
-        lunet_grad_set_enabled(was);
+        lunet_dtype dtype = lua_isnoneornil(L, 2) ? lunet_tensor_dtype(src) : o.dtype;
+        /* to() copies only when the dtype changes; clone() covers the other case */
+        if (s == LUNET_OK)
+            s = dtype == lunet_tensor_dtype(src) ? lunet_tensor_clone(&t, d) : lunet_tensor_to(&t, d, dtype);
         lunet_tensor_release(d);
     } else {
         s = tensor_from_lua(L, 1, o.dtype, &t);

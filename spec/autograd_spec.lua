@@ -96,7 +96,6 @@ end)
 
 describe("gradcheck (float64 central differences) holds for", function()
   lunet.manual_seed(123)
-  local P = h.param
 
   local cases = {
     { "add with broadcasting", function(a, b) return a + b end, { { 2, 3 }, { 3 } } },
@@ -161,11 +160,7 @@ describe("gradcheck (float64 central differences) holds for", function()
 
   for _, case in ipairs(cases) do
     local name, fn, shapes = case[1], case[2], case[3]
-    it(name, function()
-      local inputs = {}
-      for i, shape in ipairs(shapes) do inputs[i] = P(shape, shape.positive) end
-      h.assert_gradcheck(fn, inputs, name)
-    end)
+    it(name, function() h.assert_gradcheck_shapes(fn, shapes, name) end)
   end
 
   it("and it reports a wrong gradient, naming the input, element and both values", function()

@@ -55,6 +55,15 @@ function helpers.param(shape, positive)
   return lunet.tensor(v, { dtype = "f64", requires_grad = true })
 end
 
+--- Asserts that lunet.gradcheck passes for fn on fresh param()s of the given shapes (a shape
+-- table may carry positive = true).
+function helpers.assert_gradcheck_shapes(fn, shapes, name)
+  local inputs = {}
+  for i, shape in ipairs(shapes) do inputs[i] = helpers.param(shape, shape.positive) end
+  local ok, message = lunet.gradcheck(fn, inputs)
+  if not ok then error((name and (name .. ": ") or "") .. message, 2) end
+end
+
 --- Asserts that lunet.gradcheck passes for fn on the inputs.
 function helpers.assert_gradcheck(fn, inputs, name)
   local ok, message = lunet.gradcheck(fn, inputs)

@@ -85,6 +85,21 @@ static lunet_status pool_geometry_of(pool_geometry *g, const lunet_tensor *x, co
                 if (k >= 0) dx[p * g->h * g->w + k] += dy[p * g->oh * g->ow + i];          \
             }                                                                              \
     }                                                                                      \
+    /* One window [y0, y1) x [x0, x1) of a plane of width w: *out = its sum / count, or     \
+     * (backward) *out / count added to each of its elements. */                           \
+    static inline void average_window_##T(T *out, T *plane, int64_t w, int64_t y0, int64_t y1, int64_t x0, \
+                                          int64_t x1, T count, bool backward) {            \
+        if (backward) {                                                                    \
+            T share = *out / count;                                                        \
+            for (int64_t iy = y0; iy < y1; iy++)                                           \
+                for (int64_t ix = x0; ix < x1; ix++) plane[iy * w + ix] += share;          \
+            return;                                                                        \
+        }                                                                                  \
+        T acc = 0;                                                                         \
+        for (int64_t iy = y0; iy < y1; iy++)                                               \
+            for (int64_t ix = x0; ix < x1; ix++) acc += plane[iy * w + ix];                \
+        *out = acc / count;                                                                \
+    }                                                                                      \
     /* Average pooling forward (backward = 0) or backward (backward = 1): the window of     \
      * each output and its divisor follow torch's avg_pool2d. */                           \
     static void avg_pool_##T(T *y, T *x, const pool_geometry *g, bool backward) {          \
@@ -106,16 +121,7 @@ static lunet_status pool_geometry_of(pool_geometry *g, const lunet_tensor *x, co
                         if (!backward) *out = 0;                                           \
                         continue;                                                          \
                     }                                                                      \
-                    if (backward) {                                                        \
-                        T share = *out / (T)count;                                         \
-                        for (int64_t iy = y0; iy < y1; iy++)                               \
-                            for (int64_t ix = x0; ix < x1; ix++) plane[iy * g->w + ix] += share; \
-                    } else {                                                               \
-                        T acc = 0;                                                         \
-                        for (int64_t iy = y0; iy < y1; iy++)                               \
-                            for (int64_t ix = x0; ix < x1; ix++) acc += plane[iy * g->w + ix]; \
-                        *out = acc / (T)count;                                             \
-                    }                                                                      \
+                    average_window_##T(out, plane, g->w, y0, y1, x0, x1, (T)count, backward); \
                 }                                                                          \
         }                                                                                  \
     }                                                                                      \
@@ -127,16 +133,8 @@ static lunet_status pool_geometry_of(pool_geometry *g, const lunet_tensor *x, co
                 int64_t y0 = oy * g->h / g->oh, y1 = ((oy + 1) * g->h + g->oh - 1) / g->oh; \
                 for (int64_t ox = 0; ox < g->ow; ox++) {                                   \
                     int64_t x0 = ox * g->w / g->ow, x1 = ((ox + 1) * g->w + g->ow - 1) / g->ow; \
-                    T *out = y + (p * g->oh + oy) * g->ow + ox, count = (T)((y1 - y0) * (x1 - x0)); \
-                    if (backward) {                                                        \
-                        for (int64_t iy = y0; iy < y1; iy++)                               \
-                            for (int64_t ix = x0; ix < x1; ix++) plane[iy * g->w + ix] += *out / count; \
-                    } else {                                                               \
-                        T acc = 0;                                                         \
-                        for (int64_t iy = y0; iy < y1; iy++)                               \
-                            for (int64_t ix = x0; ix < x1; ix++) acc += plane[iy * g->w + ix]; \
-                        *out = acc / count;                                                \
-                    }                                                                      \
+                    T *out = y + (p * g->oh + oy) * g->ow + ox;                            \
+                    average_window_##T(out, plane, g->w, y0, y1, x0, x1, (T)((y1 - y0) * (x1 - x0)), backward); \
                 }                                                                          \
             }                                                                              \
         }                                                                                  \
