@@ -7,8 +7,8 @@
 -- training loop only), test_accuracy, infer_b1_us and infer_b256_samples_per_s (eval mode,
 -- no autograd).  Extra keys: rss_mb (resident memory after each epoch), rss_growth_after_epoch_1
 -- (the largest RSS after epoch 1 relative to epoch 1), and allocs_after_first_step (calls
--- that reached the system allocator during the steady part of the last epoch: 0 means the
--- tensor cache served every step).
+-- that reached the system allocator from the end of the last epoch's first step to the end of
+-- its last full batch of 64: 0 means the tensor cache served every steady step).
 local lunet = require("lunet")
 local cjson = require("cjson")
 local nn, optim, data = lunet.nn, lunet.optim, lunet.data
@@ -76,16 +76,20 @@ local function main(argv)
   for epoch = 1, a.epochs do
     model:train()
     local started = lunet.clock()
-    local allocs_at_step_1
+    local allocs_at_step_1, allocs_at_last_full_step
     for xb, yb, step in loader:batches() do
       opt:zero_grad()
       local loss = loss_fn(model(xb), yb)
       loss:backward()
       opt:step()
-      if epoch == a.epochs and step == 1 then allocs_at_step_1 = lunet.alloc_stats().system_allocs end
+      if epoch == a.epochs and xb:size(1) == 64 then -- a last, smaller batch has sizes of its own
+        local allocs = lunet.alloc_stats().system_allocs
+        if step == 1 then allocs_at_step_1 = allocs end
+        allocs_at_last_full_step = allocs
+      end
     end
     train_seconds = train_seconds + (lunet.clock() - started)
-    if epoch == a.epochs then allocs_steady = lunet.alloc_stats().system_allocs - allocs_at_step_1 end
+    if epoch == a.epochs then allocs_steady = allocs_at_last_full_step - allocs_at_step_1 end
     rss[epoch] = math.floor(rss_mb() * 10 + 0.5) / 10
   end
   local growth = 0

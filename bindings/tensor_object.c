@@ -11,6 +11,7 @@
 
 typedef struct tensor_box {
     lunet_tensor *tensor;
+    size_t counted_bytes; /* what push_new added to bytes_since_collect for it */
 } tensor_box;
 
 /* The least amount of tensor memory handed to Lua between two forced full collections. */
@@ -53,11 +54,13 @@ lunet_tensor *tensor_check(lua_State *L, int idx) {
     return box->tensor;
 }
 
-static void push_box(lua_State *L, lunet_tensor *t) {
+static tensor_box *push_box(lua_State *L, lunet_tensor *t) {
     tensor_box *box = lua_newuserdatauv(L, sizeof *box, 0);
     box->tensor = NULL; /* "closed" until the metatable is attached */
+    box->counted_bytes = 0;
     luaL_setmetatable(L, LUNET_TENSOR_MT);
     box->tensor = t;
+    return box;
 }
 
 void tensor_push_view(lua_State *L, lunet_tensor *t) { push_box(L, t); }
@@ -93,8 +96,9 @@ static void account_tensor_bytes(lua_State *L, size_t nbytes) {
 }
 
 void tensor_push_new(lua_State *L, lunet_tensor *t) {
-    push_box(L, t);
-    account_tensor_bytes(L, lunet_tensor_storage_nbytes(t));
+    tensor_box *box = push_box(L, t);
+    box->counted_bytes = lunet_tensor_storage_nbytes(t);
+    account_tensor_bytes(L, box->counted_bytes);
 }
 
 /* __gc, __close and release(): safe to call twice. */
@@ -103,6 +107,12 @@ static int tensor_release(lua_State *L) {
     if (box && box->tensor) {
         lunet_tensor_release(box->tensor);
         box->tensor = NULL;
+        /* Released before the collector found it (t:release(), a to-be-closed variable, or
+         * Sequential between layers): no collection is needed to get these bytes back. */
+        binding_context *ctx = binding_context_get(L);
+        ctx->bytes_since_collect -= box->counted_bytes < ctx->bytes_since_collect ? box->counted_bytes
+                                                                                  : ctx->bytes_since_collect;
+        box->counted_bytes = 0;
     }
     return 0;
 }

@@ -148,6 +148,42 @@ describe("layers", function()
     plain:sum():backward()
     assert.are.same(x.grad:totable(), g_fast:totable())
   end)
+
+  it("Sequential returns its activations' memory without the collector, and leaves user modules' tensors alone", function()
+    lunet.manual_seed(6)
+    local kept
+    local Keep = nn.Module:extend("Keep")
+    function Keep:forward(x)
+      kept = x -- a user module may hold on to its input and return it
+      return x
+    end
+    local model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(36, 8),
+      Keep(), nn.Linear(8, 3))
+    local x = lunet.randn({ 5, 1, 8, 8 })
+    local function step()
+      local out = model(x)
+      local loss = out:sum()
+      loss:backward()
+      out:release()
+      loss:release()
+    end
+    step()
+    collectgarbage() -- what earlier specs left behind goes now, not during the measurement
+    collectgarbage("stop")
+    local ok, err = pcall(function()
+      local live = lunet.alloc_stats().live_bytes
+      for _ = 1, 5 do
+        kept:release() -- the user's own reference, released by the user
+        step()
+        assert.are.equal(live, lunet.alloc_stats().live_bytes)
+      end
+      assert.is_false(kept:is_released())
+      assert.are.equal(5 * 8, kept:numel())
+      assert.is_false(x:is_released())
+    end)
+    collectgarbage("restart")
+    assert(ok, err)
+  end)
 end)
 
 describe("losses", function()
