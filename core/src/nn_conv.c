@@ -141,11 +141,12 @@ static void col2im(lunet_dtype dtype, void *dx, const void *cols, const conv_geo
 
 static lunet_status conv_geometry_of(conv_geometry *g, const lunet_tensor *x, const lunet_tensor *w,
                                      const lunet_tensor *b, const lunet_conv2d_params *p) {
+    /* shapes are formatted only for an error: this runs on every call */
     char sx[LUNET__SHAPE_BUF], sw[LUNET__SHAPE_BUF];
-    lunet__shape_str(sx, sizeof sx, x);
-    lunet__shape_str(sw, sizeof sw, w);
-    if (x->ndim != 4) return lunet__fail(LUNET_ERR_SHAPE, "conv2d: input must be (N, C, H, W), got %s", sx);
-    if (w->ndim != 4) return lunet__fail(LUNET_ERR_SHAPE, "conv2d: weight must be (O, C/groups, KH, KW), got %s", sw);
+#define X_SHAPE lunet__shape_str(sx, sizeof sx, x)
+#define W_SHAPE lunet__shape_str(sw, sizeof sw, w)
+    if (x->ndim != 4) return lunet__fail(LUNET_ERR_SHAPE, "conv2d: input must be (N, C, H, W), got %s", X_SHAPE);
+    if (w->ndim != 4) return lunet__fail(LUNET_ERR_SHAPE, "conv2d: weight must be (O, C/groups, KH, KW), got %s", W_SHAPE);
     for (int i = 0; i < 2; i++)
         if (p->stride[i] < 1 || p->dilation[i] < 1 || p->padding[i] < 0)
             return lunet__fail(LUNET_ERR_ARG, "conv2d: stride and dilation must be >= 1 and padding >= 0");
@@ -160,14 +161,16 @@ static lunet_status conv_geometry_of(conv_geometry *g, const lunet_tensor *x, co
     g->og = g->o / g->groups;
     if (w->shape[1] != g->cg)
         return lunet__fail(LUNET_ERR_SHAPE, "conv2d: weight %s expects %lld input channels per group, input %s has %lld",
-                           sw, (long long)w->shape[1], sx, (long long)g->cg);
+                           W_SHAPE, (long long)w->shape[1], X_SHAPE, (long long)g->cg);
     if (b && (b->ndim != 1 || b->shape[0] != g->o))
         return lunet__fail(LUNET_ERR_SHAPE, "conv2d: bias must have %lld entries", (long long)g->o);
     int64_t span_h = g->dh * (g->kh - 1) + 1, span_w = g->dw * (g->kw - 1) + 1;
     if (g->h + 2 * g->ph < span_h || g->w + 2 * g->pw < span_w)
         return lunet__fail(LUNET_ERR_SHAPE, "conv2d: the %lldx%lld kernel (dilated to %lldx%lld) does not fit the padded %lldx%lld input %s",
                            (long long)g->kh, (long long)g->kw, (long long)span_h, (long long)span_w,
-                           (long long)(g->h + 2 * g->ph), (long long)(g->w + 2 * g->pw), sx);
+                           (long long)(g->h + 2 * g->ph), (long long)(g->w + 2 * g->pw), X_SHAPE);
+#undef X_SHAPE
+#undef W_SHAPE
     g->oh = (g->h + 2 * g->ph - span_h) / g->sh + 1;
     g->ow = (g->w + 2 * g->pw - span_w) / g->sw + 1;
     g->col_rows = g->cg * g->kh * g->kw;
