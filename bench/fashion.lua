@@ -70,7 +70,8 @@ local function main(argv)
   local model = build(a.model)
   local opt = optim.Adam(model:parameters(), { lr = 1e-3 })
   local loss_fn = nn.CrossEntropyLoss()
-  local loader = data.DataLoader(train, { batch_size = 64, shuffle = true, seed = a.seed })
+  local batch_size = 64
+  local loader = data.DataLoader(train, { batch_size = batch_size, shuffle = true, seed = a.seed })
 
   local train_seconds, rss, allocs_steady = 0, {}, 0
   for epoch = 1, a.epochs do
@@ -82,7 +83,7 @@ local function main(argv)
       local loss = loss_fn(model(xb), yb)
       loss:backward()
       opt:step()
-      if epoch == a.epochs and xb:size(1) == 64 then -- a last, smaller batch has sizes of its own
+      if epoch == a.epochs and xb:size(1) == batch_size then -- a last, smaller batch has sizes of its own
         local allocs = lunet.alloc_stats().system_allocs
         if step == 1 then allocs_at_step_1 = allocs end
         allocs_at_last_full_step = allocs

@@ -109,10 +109,12 @@ static int tensor_release(lua_State *L) {
         box->tensor = NULL;
         /* Released before the collector found it (t:release(), a to-be-closed variable, or
          * Sequential between layers): no collection is needed to get these bytes back. */
-        binding_context *ctx = binding_context_get(L);
-        ctx->bytes_since_collect -= box->counted_bytes < ctx->bytes_since_collect ? box->counted_bytes
-                                                                                  : ctx->bytes_since_collect;
-        box->counted_bytes = 0;
+        if (box->counted_bytes) {
+            binding_context *ctx = binding_context_get(L);
+            ctx->bytes_since_collect -= box->counted_bytes < ctx->bytes_since_collect ? box->counted_bytes
+                                                                                      : ctx->bytes_since_collect;
+            box->counted_bytes = 0;
+        }
     }
     return 0;
 }

@@ -104,6 +104,12 @@ lunet_status lunet__save(lunet__node *node, int slot, const lunet_tensor *t) {
     return LUNET_OK;
 }
 
+lunet_status lunet__save_all(lunet__node *node, int n, const lunet_tensor *const *ts) {
+    for (int i = 0; i < n; i++)
+        if (ts[i]) LUNET_TRY(lunet__save(node, i, ts[i]));
+    return LUNET_OK;
+}
+
 /* ---- gradient accumulation ------------------------------------------------------------------ */
 
 /* A tensor nobody else can see: safe to add into in place. */

@@ -102,12 +102,7 @@ lunet_status lunet_tensor_index_select(lunet_tensor **out, const lunet_tensor *t
         s = lunet__save(node, 0, idx);
     }
     lunet_tensor_release(idx);
-    if (s != LUNET_OK) {
-        lunet_tensor_release(o);
-        return s;
-    }
-    *out = o;
-    return LUNET_OK;
+    return lunet__hand_over(out, o, s);
 }
 
 lunet_status lunet_tensor_bincount(lunet_tensor **out, const lunet_tensor *t, int64_t minlength) {

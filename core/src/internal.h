@@ -232,6 +232,8 @@ lunet_status lunet__record(lunet__node **node, lunet_tensor *out, const char *na
                            const lunet_tensor *const *inputs);
 /* Saves a detached alias of t in slot i of node. */
 lunet_status lunet__save(lunet__node *node, int slot, const lunet_tensor *t);
+/* Saves ts[i] in slot i for each i < n; a NULL entry leaves its slot empty. */
+lunet_status lunet__save_all(lunet__node *node, int n, const lunet_tensor *const *ts);
 void lunet__node_release(lunet__node *node);
 
 /* ---- helpers the nn ops share --------------------------------------------------------------- */
@@ -245,6 +247,17 @@ lunet_status lunet__contiguous_nograd(lunet_tensor **out, const lunet_tensor *t)
 /* Records node name/backward on out for inputs, or releases out and fails. */
 lunet_status lunet__record_or_release(lunet__node **node, lunet_tensor **out, const char *name,
                                       lunet__backward_fn backward, int n_inputs, const lunet_tensor *const *inputs);
+
+/* The end of an op that made y: on success hands y to *out, otherwise releases it and
+ * passes the failure on. */
+static inline lunet_status lunet__hand_over(lunet_tensor **out, lunet_tensor *y, lunet_status s) {
+    if (s != LUNET_OK) {
+        lunet_tensor_release(y);
+        return s;
+    }
+    *out = y;
+    return LUNET_OK;
+}
 
 /* ---- helpers that backward functions share ------------------------------------------------ */
 

@@ -98,12 +98,7 @@ lunet_status lunet_tensor_cat(lunet_tensor **out, const lunet_tensor *const *ten
     }
     for (size_t j = 0; j < n; j++) lunet_tensor_release(conv[j]);
     lunet__free(conv, n * sizeof *conv);
-    if (s != LUNET_OK) {
-        lunet_tensor_release(acc);
-        return s;
-    }
-    *out = acc;
-    return LUNET_OK;
+    return lunet__hand_over(out, acc, s);
 }
 
 lunet_status lunet_tensor_stack(lunet_tensor **out, const lunet_tensor *const *tensors, size_t n, int dim) {

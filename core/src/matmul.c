@@ -207,18 +207,10 @@ static lunet_status matmul_nd(lunet_tensor **out, const lunet_tensor *a, const l
     lunet_tensor_release(ra);
     lunet_tensor_release(rb);
     lunet__node *node = NULL;
-    if (s == LUNET_OK) {
-        const lunet_tensor *inputs[2] = {a, b};
-        s = lunet__record(&node, o, "MatmulBackward", matmul_backward, 2, inputs);
-    }
-    if (s == LUNET_OK && node) s = lunet__save(node, 0, a);
-    if (s == LUNET_OK && node) s = lunet__save(node, 1, b);
-    if (s != LUNET_OK) {
-        lunet_tensor_release(o);
-        return s;
-    }
-    *out = o;
-    return LUNET_OK;
+    const lunet_tensor *inputs[2] = {a, b};
+    if (s == LUNET_OK) s = lunet__record(&node, o, "MatmulBackward", matmul_backward, 2, inputs);
+    if (s == LUNET_OK && node) s = lunet__save_all(node, 2, inputs);
+    return lunet__hand_over(out, o, s);
 }
 
 lunet_status lunet_tensor_matmul(lunet_tensor **out, const lunet_tensor *a, const lunet_tensor *b) {
@@ -256,12 +248,7 @@ lunet_status lunet_tensor_matmul(lunet_tensor **out, const lunet_tensor *a, cons
     }
     lunet_tensor *tmp[] = {ca, cb, ua, ub};
     for (size_t i = 0; i < sizeof tmp / sizeof *tmp; i++) lunet_tensor_release(tmp[i]);
-    if (s != LUNET_OK) {
-        lunet_tensor_release(prod);
-        return s;
-    }
-    *out = prod;
-    return LUNET_OK;
+    return lunet__hand_over(out, prod, s);
 }
 
 /* The same product computed by the plain loop only, for tests of the BLAS path. */
@@ -273,10 +260,5 @@ lunet_status lunet__matmul_reference(lunet_tensor **out, const lunet_tensor *a, 
     lunet_tensor *o;
     LUNET_TRY(plan_batches(&plan, &o, a, b));
     lunet_status s = run_batches(o, a, b, &plan, false);
-    if (s != LUNET_OK) {
-        lunet_tensor_release(o);
-        return s;
-    }
-    *out = o;
-    return LUNET_OK;
+    return lunet__hand_over(out, o, s);
 }

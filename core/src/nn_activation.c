@@ -81,12 +81,7 @@ static lunet_status activation(lunet_tensor **out, const lunet_tensor *x, activa
         s = lunet__save(node, 0, xc);
     }
     lunet_tensor_release(xc);
-    if (s != LUNET_OK) {
-        lunet_tensor_release(y);
-        return s;
-    }
-    *out = y;
-    return LUNET_OK;
+    return lunet__hand_over(out, y, s);
 }
 
 lunet_status lunet_leaky_relu(lunet_tensor **out, const lunet_tensor *x, double negative_slope) {
@@ -181,12 +176,7 @@ static lunet_status softmax_common(lunet_tensor **out, const lunet_tensor *x, in
         node->iarg[1] = log;
         s = lunet__save(node, 0, y);
     }
-    if (s != LUNET_OK) {
-        lunet_tensor_release(y);
-        return s;
-    }
-    *out = y;
-    return LUNET_OK;
+    return lunet__hand_over(out, y, s);
 }
 
 lunet_status lunet_softmax(lunet_tensor **out, const lunet_tensor *x, int dim) { return softmax_common(out, x, dim, false); }
@@ -235,10 +225,5 @@ lunet_status lunet_dropout(lunet_tensor **out, const lunet_tensor *x, double p, 
     if (s == LUNET_OK) s = lunet__record_or_release(&node, &y, "DropoutBackward", dropout_backward, 1, &x);
     if (s == LUNET_OK && node) s = lunet__save(node, 0, scaled);
     lunet_tensor_release(scaled);
-    if (s != LUNET_OK) {
-        lunet_tensor_release(y);
-        return s;
-    }
-    *out = y;
-    return LUNET_OK;
+    return lunet__hand_over(out, y, s);
 }

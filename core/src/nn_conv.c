@@ -377,19 +377,12 @@ lunet_status lunet_conv2d(lunet_tensor **out, const lunet_tensor *x, const lunet
         const int64_t settings[7] = {params->stride[0],   params->stride[1],   params->padding[0], params->padding[1],
                                      params->dilation[0], params->dilation[1], params->groups};
         memcpy(node->iarg, settings, sizeof settings);
-        s = lunet__save(node, 0, xc);
-        if (s == LUNET_OK) s = lunet__save(node, 1, wc);
-        if (s == LUNET_OK && kept) s = lunet__save(node, 2, kept);
+        s = lunet__save_all(node, 3, (const lunet_tensor *[]){xc, wc, kept});
     }
     lunet_tensor_release(kept);
     lunet_tensor_release(xc);
     lunet_tensor_release(wc);
-    if (s != LUNET_OK) {
-        lunet_tensor_release(y);
-        return s;
-    }
-    *out = y;
-    return LUNET_OK;
+    return lunet__hand_over(out, y, s);
 }
 
 /* ---- the reference --------------------------------------------------------------------------------- */

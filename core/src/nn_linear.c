@@ -84,14 +84,8 @@ lunet_status lunet_linear(lunet_tensor **out, const lunet_tensor *x, const lunet
     }
     lunet__node *node = NULL;
     if (s == LUNET_OK) s = lunet__record_or_release(&node, &y, "LinearBackward", linear_backward, 3, operands);
-    if (s == LUNET_OK && node) s = lunet__save(node, 0, xc);
-    if (s == LUNET_OK && node) s = lunet__save(node, 1, wc);
+    if (s == LUNET_OK && node) s = lunet__save_all(node, 2, (const lunet_tensor *[]){xc, wc});
     lunet_tensor_release(xc);
     lunet_tensor_release(wc);
-    if (s != LUNET_OK) {
-        lunet_tensor_release(y);
-        return s;
-    }
-    *out = y;
-    return LUNET_OK;
+    return lunet__hand_over(out, y, s);
 }

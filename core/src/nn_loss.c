@@ -192,19 +192,12 @@ static lunet_status class_loss_op(lunet_tensor **out, const lunet_tensor *x, con
         node->iarg[3] = o->ignore_index;
         node->farg[0] = o->label_smoothing;
         node->farg[1] = denominator;
-        s = lunet__save(node, 0, xc);
-        if (s == LUNET_OK) s = lunet__save(node, 1, t);
-        if (s == LUNET_OK && w) s = lunet__save(node, 2, w);
+        s = lunet__save_all(node, 3, (const lunet_tensor *[]){xc, t, w});
     }
     lunet_tensor_release(xc);
     lunet_tensor_release(t);
     lunet_tensor_release(w);
-    if (s != LUNET_OK) {
-        lunet_tensor_release(result);
-        return s;
-    }
-    *out = result;
-    return LUNET_OK;
+    return lunet__hand_over(out, result, s);
 }
 
 lunet_status lunet_cross_entropy(lunet_tensor **out, const lunet_tensor *logits, const lunet_tensor *targets,
@@ -353,17 +346,10 @@ lunet_status lunet_bce_with_logits(lunet_tensor **out, const lunet_tensor *input
     if (s == LUNET_OK) s = lunet__record_or_release(&node, &result, "BceWithLogitsBackward", bce_backward, 1, &input);
     if (s == LUNET_OK && node) {
         node->iarg[0] = reduction;
-        s = lunet__save(node, 0, xc);
-        if (s == LUNET_OK) s = lunet__save(node, 1, yc);
-        if (s == LUNET_OK && pc) s = lunet__save(node, 2, pc);
+        s = lunet__save_all(node, 3, (const lunet_tensor *[]){xc, yc, pc});
     }
     lunet_tensor_release(xc);
     lunet_tensor_release(yc);
     lunet_tensor_release(pc);
-    if (s != LUNET_OK) {
-        lunet_tensor_release(result);
-        return s;
-    }
-    *out = result;
-    return LUNET_OK;
+    return lunet__hand_over(out, result, s);
 }

@@ -186,19 +186,11 @@ lunet_status lunet_batch_norm(lunet_tensor **out, const lunet_tensor *x, lunet_t
     }
     if (s == LUNET_OK && node) {
         node->iarg[0] = training;
-        s = lunet__save(node, 0, xc);
-        if (s == LUNET_OK) s = lunet__save(node, 1, mean);
-        if (s == LUNET_OK) s = lunet__save(node, 2, invstd);
-        if (s == LUNET_OK && wc) s = lunet__save(node, 3, wc);
+        s = lunet__save_all(node, 4, (const lunet_tensor *[]){xc, mean, invstd, wc});
     }
     lunet_tensor_release(wc);
     lunet_tensor_release(xc);
     lunet_tensor_release(mean);
     lunet_tensor_release(invstd);
-    if (s != LUNET_OK) {
-        lunet_tensor_release(y);
-        return s;
-    }
-    *out = y;
-    return LUNET_OK;
+    return lunet__hand_over(out, y, s);
 }

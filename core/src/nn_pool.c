@@ -232,12 +232,7 @@ lunet_status lunet_max_pool2d(lunet_tensor **out, const lunet_tensor *x, const l
         s = lunet__save(node, 0, at);
     }
     lunet_tensor_release(at);
-    if (s != LUNET_OK) {
-        lunet_tensor_release(y);
-        return s;
-    }
-    *out = y;
-    return LUNET_OK;
+    return lunet__hand_over(out, y, s);
 }
 
 /* ---- average pooling --------------------------------------------------------------------------------- */
@@ -289,12 +284,7 @@ static lunet_status avg_forward(lunet_tensor **out, const lunet_tensor *x, const
         s = lunet__record_or_release(&node, &y, adaptive ? "AdaptiveAvgPool2dBackward" : "AvgPool2dBackward",
                                      adaptive ? adaptive_avg_pool_backward : avg_pool_backward, 1, &x);
     if (s == LUNET_OK && node) geometry_to_node(node, g);
-    if (s != LUNET_OK) {
-        lunet_tensor_release(y);
-        return s;
-    }
-    *out = y;
-    return LUNET_OK;
+    return lunet__hand_over(out, y, s);
 }
 
 lunet_status lunet_avg_pool2d(lunet_tensor **out, const lunet_tensor *x, const lunet_pool2d_params *params) {

@@ -417,19 +417,11 @@ static lunet_status arithmetic(lunet_tensor **out, const lunet_tensor *a, const 
         const lunet_tensor *inputs[2] = {ca, cb};
         s = lunet__record(&node, o, spec->grad_name, spec->backward, 2, inputs);
     }
-    if (s == LUNET_OK && node && spec->save_inputs) {
-        s = lunet__save(node, 0, ca);
-        if (s == LUNET_OK) s = lunet__save(node, 1, cb);
-    }
+    if (s == LUNET_OK && node && spec->save_inputs) s = lunet__save_all(node, 2, (const lunet_tensor *[]){ca, cb});
     if (s == LUNET_OK && node && spec->save_output) s = lunet__save(node, 2, o);
     lunet_tensor_release(ca);
     lunet_tensor_release(cb);
-    if (s != LUNET_OK) {
-        lunet_tensor_release(o);
-        return s;
-    }
-    *out = o;
-    return LUNET_OK;
+    return lunet__hand_over(out, o, s);
 }
 
 lunet_status lunet_tensor_add(lunet_tensor **out, const lunet_tensor *a, const lunet_tensor *b) {
@@ -535,12 +527,7 @@ static lunet_status unary(lunet_tensor **out, const lunet_tensor *t, const unary
         s = lunet__save(node, 0, spec->save_output ? o : in);
     }
     lunet_tensor_release(in);
-    if (s != LUNET_OK) {
-        lunet_tensor_release(o);
-        return s;
-    }
-    *out = o;
-    return LUNET_OK;
+    return lunet__hand_over(out, o, s);
 }
 
 lunet_status lunet_tensor_neg(lunet_tensor **out, const lunet_tensor *t) { return unary(out, t, &neg_spec); }
@@ -584,12 +571,7 @@ lunet_status lunet_tensor_clamp(lunet_tensor **out, const lunet_tensor *t, doubl
         node->farg[1] = max;
         s = lunet__save(node, 0, t);
     }
-    if (s != LUNET_OK) {
-        lunet_tensor_release(o);
-        return s;
-    }
-    *out = o;
-    return LUNET_OK;
+    return lunet__hand_over(out, o, s);
 }
 
 /* ---- helpers for the backward engine ------------------------------------------------------------ */

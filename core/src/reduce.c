@@ -172,12 +172,7 @@ static lunet_status sum_impl(lunet_tensor **out, const lunet_tensor *t, int dim,
     LUNET_TRY(s);
     lunet__node *node;
     s = record_reduction(&node, o, t, "SumBackward", sum_backward, dim, keepdim);
-    if (s != LUNET_OK) {
-        lunet_tensor_release(o);
-        return s;
-    }
-    *out = o;
-    return LUNET_OK;
+    return lunet__hand_over(out, o, s);
 }
 
 lunet_status lunet_tensor_sum_all(lunet_tensor **out, const lunet_tensor *t) {
@@ -211,12 +206,7 @@ static lunet_status mean_impl(lunet_tensor **out, const lunet_tensor *t, int dim
     lunet_tensor_release(f);
     lunet_tensor_release(sum);
     lunet_tensor_release(scale);
-    if (s != LUNET_OK) {
-        lunet_tensor_release(o);
-        return s;
-    }
-    *out = o;
-    return LUNET_OK;
+    return lunet__hand_over(out, o, s);
 }
 
 lunet_status lunet_tensor_mean_all(lunet_tensor **out, const lunet_tensor *t) {

@@ -124,9 +124,7 @@ function ReduceLROnPlateau:step(metric)
 end
 
 --- The lrs after the last step (the optimizer's lrs before the first), one per group.
-function ReduceLROnPlateau:get_last_lr()
-  return settings.copy(self.last_lr)
-end
+ReduceLROnPlateau.get_last_lr = LRScheduler.get_last_lr
 
 --- The scheduler's state as a plain table (copies).  best is +-math.huge before the first step.
 function ReduceLROnPlateau:state()
