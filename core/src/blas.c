@@ -15,16 +15,17 @@
 #include <oneapi/dnnl/dnnl.h>
 #include <omp.h>
 
-/* Below this many multiply-adds a GEMM runs on one thread: splitting it costs more in
- * synchronisation than it saves (a 64x128x784 training GEMM got slower on two threads). */
-#define PARALLEL_GEMM_MIN_WORK ((int64_t)1 << 24)
+/* Each worker's share of a GEMM is at least this many multiply-adds (about 40 us on one core
+ * here).  Handing a smaller product to the other core costs more than it saves, as its operands
+ * must move between the cores' caches: split in two, the CNN's batch-1 conv2 GEMM (2.2M
+ * multiply-adds) took the whole forward from 90 to 180 us. */
+#define GEMM_MIN_WORK_PER_WORKER ((int64_t)1 << 21)
 
-static int threads_for(int64_t m, int64_t n, int64_t k);
-
-void lunet__gemm(lunet_dtype dtype, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha,
-                 const void *a, int64_t lda, const void *b, int64_t ldb, double beta, void *c, int64_t ldc) {
+/* The product on one thread. */
+static void gemm_serial(lunet_dtype dtype, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha,
+                        const void *a, int64_t lda, const void *b, int64_t ldb, double beta, void *c, int64_t ldc) {
     if (dtype == LUNET_DTYPE_F32) {
-        omp_set_num_threads(threads_for(m, n, k)); /* a per-thread setting: cheap, and it stays local */
+        omp_set_num_threads(1); /* oneDNN's threads for this thread's calls: lunet splits the work itself */
         dnnl_status_t s = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, (float)alpha, a, lda, b, ldb,
                                      (float)beta, c, ldc);
         if (s == dnnl_success) return;
@@ -38,23 +39,58 @@ void lunet__gemm(lunet_dtype dtype, bool trans_a, bool trans_b, int64_t m, int64
                 (int)k, alpha, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
 }
 
+/* Where row i of op(X) begins, X row-major with leading dimension ld and op transposing when
+ * trans: at row i of X, or at column i.  Column j of op(X) begins where row j of op(X)^T does. */
+static const char *op_row(const void *x, bool trans, int64_t ld, int64_t i, size_t z) {
+    return (const char *)x + (size_t)(trans ? i : i * ld) * z;
+}
+
+void lunet__gemm(lunet__split split, lunet_dtype dtype, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                 double alpha, const void *a, int64_t lda, const void *b, int64_t ldb, double beta, void *c,
+                 int64_t ldc) {
+    /* f64 runs the gradient checks only: OpenBLAS threads it as it likes. */
+    int workers = dtype == LUNET_DTYPE_F32 ? lunet__workers_for(m * n * k, GEMM_MIN_WORK_PER_WORKER) : 1;
+    if (workers == 1) {
+        gemm_serial(dtype, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+    bool by_rows = split == LUNET__SPLIT_ROWS || (split == LUNET__SPLIT_ANY && m >= n);
+    size_t z = lunet_dtype_size(dtype);
+#pragma omp parallel for num_threads(workers) schedule(static, 1)
+    for (int w = 0; w < workers; w++) {
+        int64_t first, last;
+        if (by_rows) { /* rows [first, last) of C: the same rows of op(A) */
+            lunet__block(&first, &last, m, w, workers, 1);
+            if (last > first)
+                gemm_serial(dtype, trans_a, trans_b, last - first, n, k, alpha, op_row(a, trans_a, lda, first, z), lda,
+                            b, ldb, beta, (char *)c + (size_t)(first * ldc) * z, ldc);
+        } else { /* columns [first, last) of C, in whole cache lines: the same columns of op(B) */
+            lunet__block(&first, &last, n, w, workers, 64 / (int64_t)z);
+            if (last > first)
+                gemm_serial(dtype, trans_a, trans_b, m, last - first, k, alpha, a, lda,
+                            op_row(b, !trans_b, ldb, first, z), ldb, beta, (char *)c + (size_t)first * z, ldc);
+        }
+    }
+}
+
+int lunet__workers_for(int64_t work, int64_t min_per_worker) {
+    if (omp_in_parallel()) return 1;
+    int64_t most = work / (min_per_worker > 0 ? min_per_worker : 1);
+    int n = lunet_get_num_threads();
+    return most < 1 ? 1 : most < n ? (int)most : n;
+}
+
 static atomic_int thread_count; /* 0 until set: then the libraries' own defaults apply */
 
 void lunet_set_num_threads(int n) {
     if (n < 1) n = 1;
     atomic_store(&thread_count, n);
     openblas_set_num_threads(n);
-    omp_set_num_threads(n); /* oneDNN's threads */
 }
 
 int lunet_get_num_threads(void) {
     int n = atomic_load(&thread_count);
     return n > 0 ? n : omp_get_num_procs();
-}
-
-static int threads_for(int64_t m, int64_t n, int64_t k) {
-    if (m * n * k < PARALLEL_GEMM_MIN_WORK) return 1;
-    return lunet_get_num_threads();
 }
 
 const char *lunet_blas_name(void) {

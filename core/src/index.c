@@ -66,6 +66,9 @@ static lunet_status index_select_backward(lunet__node *node, const lunet_tensor 
     return s;
 }
 
+/* index_select copies on one thread below this many bytes per worker. */
+#define MIN_GATHER_BYTES_PER_WORKER ((int64_t)1 << 16)
+
 lunet_status lunet_tensor_index_select(lunet_tensor **out, const lunet_tensor *t, int dim,
                                        const lunet_tensor *indices) {
     *out = NULL;
@@ -87,9 +90,16 @@ lunet_status lunet_tensor_index_select(lunet_tensor **out, const lunet_tensor *t
         const int64_t *at = lunet_tensor_data(idx);
         const char *src = lunet__data(c);
         char *dst = lunet__data(o);
-        for (int64_t q = 0; q < outer; q++)
-            for (int64_t j = 0; j < k; j++)
-                memcpy(dst + (size_t)(q * k + j) * row, src + (size_t)(q * n + at[j]) * row, row);
+        /* A batch gathered from a large dataset waits on memory row by row: two threads
+         * waiting at once halve that wait. */
+        int workers = lunet__workers_for(outer * k * (int64_t)row, MIN_GATHER_BYTES_PER_WORKER);
+#pragma omp parallel for num_threads(workers) schedule(static, 1) if (workers > 1)
+        for (int w = 0; w < workers; w++) {
+            int64_t first, last;
+            lunet__block(&first, &last, outer * k, w, workers, 1);
+            for (int64_t r = first; r < last; r++) /* output row r = q * k + j */
+                memcpy(dst + (size_t)r * row, src + (size_t)(r / k * n + at[r % k]) * row, row);
+        }
     }
     lunet_tensor_release(c);
     lunet__node *node = NULL;

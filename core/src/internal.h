@@ -270,9 +270,35 @@ lunet_status lunet__add_same(lunet_tensor **out, const lunet_tensor *a, const lu
 lunet_status lunet__add_into(lunet_tensor *dst, const lunet_tensor *src);
 
 /* C = alpha * op(A) op(B) + beta * C for row-major float matrices of dtype (f32 or f64), on
- * BLAS (blas.c): the one place lunet calls GEMM.  op transposes when trans_* is true. */
-void lunet__gemm(lunet_dtype dtype, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha,
-                 const void *a, int64_t lda, const void *b, int64_t ldb, double beta, void *c, int64_t ldc);
+ * BLAS (blas.c): the one place lunet calls GEMM.  op transposes when trans_* is true.
+ * A product large enough is shared among the threads in blocks of C, along the side split
+ * names; LUNET__SPLIT_ANY takes C's longer side. */
+typedef enum lunet__split { LUNET__SPLIT_ANY, LUNET__SPLIT_ROWS, LUNET__SPLIT_COLS } lunet__split;
+void lunet__gemm(lunet__split split, lunet_dtype dtype, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                 double alpha, const void *a, int64_t lda, const void *b, int64_t ldb, double beta, void *c,
+                 int64_t ldc);
+
+/* ---- sharing work among the threads (blas.c) -------------------------------------------------
+ *
+ * Work is split into as many contiguous blocks as there are workers, and worker k always gets
+ * block k of the same work.  That ownership matters more than balance on these machines: a
+ * Linear layer's products are split along its out-features side and the optimizers split each
+ * parameter into the same blocks, so a block of weights, its gradient and its optimizer state
+ * stay in one core's cache from step to step.  Letting oneDNN split the MLP's GEMMs its own way
+ * made them 20% faster but the Adam step after them 2x slower, as every line moved between the
+ * cores; with fixed blocks, two threads train the MLP faster than one.  */
+
+/* How many workers share `work` units so that each has at least min_per_worker: between 1
+ * and lunet_get_num_threads(), and 1 inside a parallel region (OpenMP does not nest). */
+int lunet__workers_for(int64_t work, int64_t min_per_worker);
+
+/* Worker k's block [*first, *last) of n units shared by `workers`, with inner bounds rounded to
+ * multiples of align (so two workers never write one cache line when align spans a line). */
+static inline void lunet__block(int64_t *first, int64_t *last, int64_t n, int worker, int workers, int64_t align) {
+    int64_t a = n * worker / workers, b = n * (worker + 1) / workers;
+    *first = worker == 0 ? 0 : a / align * align;
+    *last = worker == workers - 1 ? n : b / align * align;
+}
 
 /* conv2d's forward by the definition (seven nested loops, double accumulation): the reference
  * the tests hold the im2col + GEMM path to.  No autograd. */

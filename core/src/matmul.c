@@ -70,7 +70,7 @@ static bool gemm_blas(lunet_dtype dtype, char *c, const matrix_view *a, const ma
     CBLAS_TRANSPOSE ta, tb;
     int64_t lda, ldb;
     if (!blas_layout(a, &ta, &lda) || !blas_layout(b, &tb, &ldb)) return false;
-    lunet__gemm(dtype, ta == CblasTrans, tb == CblasTrans, a->rows, b->cols, a->cols, 1.0, a->data, lda, b->data, ldb,
+    lunet__gemm(LUNET__SPLIT_ANY, dtype, ta == CblasTrans, tb == CblasTrans, a->rows, b->cols, a->cols, 1.0, a->data, lda, b->data, ldb,
                 0.0, c, ldc);
     return true;
 }

@@ -190,21 +190,11 @@ static lunet_status column_buffer(void **cols, size_t *bytes, const conv_geometr
 /* ---- work split over images ------------------------------------------------------------------
  *
  * With n threads, the images of a batch are split into n contiguous ranges, one per thread:
- * each thread unfolds its images and calls GEMM on them itself.  These GEMMs are small (one
- * image), so they run on one thread each: OpenMP does not nest parallel regions unless asked,
- * so oneDNN inside a worker stays on that worker's core and nothing is oversubscribed.  Each
+ * each thread unfolds its images and calls GEMM on them itself (lunet__block).  Inside a
+ * worker lunet__gemm runs on that worker's thread alone (lunet__workers_for is 1 in a parallel
+ * region), so nothing is oversubscribed.  Each
  * worker sums its own partial weight and bias gradients, which are then added in worker order,
  * so results do not depend on timing. */
-
-static int workers_for(int64_t images) {
-    int n = lunet_get_num_threads();
-    return images < n ? (int)images : n;
-}
-
-static void image_range(int64_t *first, int64_t *last, int64_t images, int worker, int workers) {
-    *first = images * worker / workers;
-    *last = images * (worker + 1) / workers;
-}
 
 typedef struct conv_job {
     const conv_geometry *g;
@@ -227,7 +217,7 @@ static lunet_status forward_images(const conv_job *j, int64_t first, int64_t las
             const char *x_img = lunet__data(j->x) + (size_t)((n * g->c + gi * g->cg) * g->h * g->w) * z;
             if (j->kept) cols = lunet__data(j->kept) + (size_t)((n * g->groups + gi) * g->col_rows * g->col_cols) * z;
             if (cols) im2col(j->dt, cols, x_img, g);
-            lunet__gemm(j->dt, false, false, g->og, g->col_cols, g->col_rows, 1,
+            lunet__gemm(LUNET__SPLIT_ANY, j->dt, false, false, g->og, g->col_cols, g->col_rows, 1,
                         lunet__data(j->w) + (size_t)(gi * g->og * g->col_rows) * z, g->col_rows, cols ? cols : x_img,
                         g->col_cols, j->b ? 1 : 0, y_img + (size_t)(gi * g->og * g->col_cols) * z, g->col_cols);
         }
@@ -251,12 +241,12 @@ static lunet_status backward_images(const conv_job *j, int64_t first, int64_t la
                 const void *c = x_img;
                 if (j->kept) c = lunet__data(j->kept) + (size_t)((n * g->groups + gi) * g->col_rows * g->col_cols) * z;
                 else if (cols) c = cols, im2col(j->dt, cols, x_img, g);
-                lunet__gemm(j->dt, false, true, g->og, g->col_rows, g->col_cols, 1, dy_img, g->col_cols, c, g->col_cols,
+                lunet__gemm(LUNET__SPLIT_ANY, j->dt, false, true, g->og, g->col_rows, g->col_cols, 1, dy_img, g->col_cols, c, g->col_cols,
                             n == first ? 0 : 1, j->dw + (size_t)(gi * g->og * g->col_rows) * z, g->col_rows);
             }
             if (j->dx) { /* dX = col2im(W^T dY) */
                 char *dx_img = lunet__data(j->dx) + (size_t)((n * g->c + gi * g->cg) * g->h * g->w) * z;
-                lunet__gemm(j->dt, true, false, g->col_rows, g->col_cols, g->og, 1, w_g, g->col_rows, dy_img,
+                lunet__gemm(LUNET__SPLIT_ANY, j->dt, true, false, g->col_rows, g->col_cols, g->og, 1, w_g, g->col_rows, dy_img,
                             g->col_cols, cols ? 0 : 1, cols ? cols : (void *)dx_img, g->col_cols);
                 if (cols) col2im(j->dt, dx_img, cols, g);
             }
@@ -278,7 +268,7 @@ static lunet_status run_workers(lunet_status (*fn)(const conv_job *, int64_t, in
 #endif
     for (int k = 0; k < workers; k++) {
         int64_t first, last;
-        image_range(&first, &last, images, k, workers);
+        lunet__block(&first, &last, images, k, workers, 1);
         status[k] = fn(&jobs[k], first, last);
     }
     for (int k = 0; k < workers; k++) LUNET_TRY(status[k]);
@@ -305,7 +295,7 @@ static lunet_status conv2d_backward(lunet__node *node, const lunet_tensor *grad,
     LUNET_TRY(conv_geometry_of(&g, x, w, NULL, &p));
     lunet_dtype dt = x->dtype;
     size_t z = lunet_dtype_size(dt);
-    int workers = workers_for(g.n);
+    int workers = lunet__workers_for(g.n, 1);
     if (workers > 64) workers = 64;
     int64_t dw_count = g.o * g.col_rows;
     /* workers after the first sum into their own buffers: (dW, db) each */
@@ -329,7 +319,7 @@ static lunet_status conv2d_backward(lunet__node *node, const lunet_tensor *grad,
         s = run_workers(backward_images, jobs, workers, g.n);
         for (int k = 1; s == LUNET_OK && k < workers; k++) { /* in worker order: the same sums every run */
             int64_t first, last;
-            image_range(&first, &last, g.n, k, workers);
+            lunet__block(&first, &last, g.n, k, workers, 1);
             if (grad_in[1] && last > first) add_into(dt, lunet__data(grad_in[1]), jobs[k].dw, dw_count);
             if (grad_in[2]) add_into(dt, lunet__data(grad_in[2]), jobs[k].db, g.o);
         }
@@ -363,7 +353,7 @@ lunet_status lunet_conv2d(lunet_tensor **out, const lunet_tensor *x, const lunet
         s = lunet__tensor_new(&kept, dt, 4, kept_shape, "conv2d");
     }
     if (s == LUNET_OK && g.n > 0) {
-        int workers = workers_for(g.n);
+        int workers = lunet__workers_for(g.n, 1);
         if (workers > 64) workers = 64;
         conv_job jobs[64];
         for (int k = 0; k < workers; k++)

@@ -26,13 +26,13 @@ static lunet_status linear_backward(lunet__node *node, const lunet_tensor *grad,
     if (node->inputs[0]) { /* dx = g W */
         s = lunet__tensor_new(&grad_in[0], x->dtype, x->ndim, x->shape, "linear backward");
         if (s == LUNET_OK)
-            lunet__gemm(x->dtype, false, false, m, in, o, 1, lunet__data(g), o, lunet__data(w), in, 0,
+            lunet__gemm(LUNET__SPLIT_ANY, x->dtype, false, false, m, in, o, 1, lunet__data(g), o, lunet__data(w), in, 0,
                         lunet__data(grad_in[0]), in);
     }
     if (s == LUNET_OK && node->inputs[1]) { /* dW = g^T x */
         s = lunet__tensor_new(&grad_in[1], w->dtype, 2, w->shape, "linear backward");
         if (s == LUNET_OK)
-            lunet__gemm(w->dtype, true, false, o, in, m, 1, lunet__data(g), o, lunet__data(x), in, 0,
+            lunet__gemm(LUNET__SPLIT_ROWS, w->dtype, true, false, o, in, m, 1, lunet__data(g), o, lunet__data(x), in, 0,
                         lunet__data(grad_in[1]), in);
     }
     if (s == LUNET_OK && node->inputs[2]) { /* db = sum of g over rows */
@@ -79,7 +79,7 @@ lunet_status lunet_linear(lunet_tensor **out, const lunet_tensor *x, const lunet
         lunet_tensor_release(bc);
         if (s == LUNET_OK && in == 0 && !bias) memset(lunet__data(y), 0, (size_t)m * row);
         if (s == LUNET_OK && in > 0)
-            lunet__gemm(x->dtype, false, true, m, o, in, 1, lunet__data(xc), in, lunet__data(wc), in, bias ? 1 : 0,
+            lunet__gemm(LUNET__SPLIT_COLS, x->dtype, false, true, m, o, in, 1, lunet__data(xc), in, lunet__data(wc), in, bias ? 1 : 0,
                         lunet__data(y), o);
     }
     lunet__node *node = NULL;

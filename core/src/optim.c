@@ -97,6 +97,32 @@ static lunet_status check_rate(const char *op, const char *name, double v) {
 /* torch.maximum: NaN in either operand gives NaN (fmax would drop it). */
 #define MAX_NAN(a, b) ((a) != (a) ? (a) : ((b) != (b) || (b) > (a)) ? (b) : (a))
 
+/* Each parameter's update is shared among the threads in the blocks lunet__block gives (see
+ * internal.h): the rows of a Linear weight that each worker's GEMMs wrote its gradient for.  A
+ * parameter below this many elements per worker is updated on the calling thread. */
+#define MIN_ELEMENTS_PER_WORKER ((int64_t)1 << 14)
+
+/* Calls update(job, first, last) on the blocks of n elements, one block per worker. */
+static void over_blocks(int64_t n, size_t elem_size, void (*update)(const void *job, int64_t first, int64_t last),
+                        const void *job) {
+    int workers = lunet__workers_for(n, MIN_ELEMENTS_PER_WORKER);
+    if (workers == 1) {
+        update(job, 0, n);
+        return;
+    }
+#pragma omp parallel for num_threads(workers) schedule(static, 1)
+    for (int w = 0; w < workers; w++) {
+        int64_t first, last;
+        lunet__block(&first, &last, n, w, workers, 64 / (int64_t)elem_size);
+        if (last > first) update(job, first, last);
+    }
+}
+
+/* Element `first` of tensor t (NULL stays NULL). */
+static void *at(const lunet_tensor *t, int64_t first) {
+    return t ? lunet__data(t) + (size_t)first * lunet_dtype_size(t->dtype) : NULL;
+}
+
 /* ---- SGD ----------------------------------------------------------------------------------------- */
 
 /* One parameter of n elements.  fresh: the momentum buffer starts from this gradient. */
@@ -118,6 +144,20 @@ static lunet_status check_rate(const char *op, const char *name, double v) {
 SGD_KERNEL(F32, float)
 SGD_KERNEL(F64, double)
 #undef SGD_KERNEL
+
+typedef struct sgd_job {
+    const lunet_tensor *p, *g, *buf;
+    const lunet_sgd_options *o;
+    bool fresh;
+} sgd_job;
+
+static void sgd_block(const void *job, int64_t first, int64_t last) {
+    const sgd_job *j = job;
+    if (j->p->dtype == LUNET_DTYPE_F32)
+        sgd_F32(at(j->p, first), at(j->g, first), at(j->buf, first), last - first, j->o, j->fresh);
+    else
+        sgd_F64(at(j->p, first), at(j->g, first), at(j->buf, first), last - first, j->o, j->fresh);
+}
 
 static lunet_status check_sgd_options(const lunet_sgd_options *o) {
     if (!o) return lunet__fail(LUNET_ERR_ARG, "sgd: options is NULL");
@@ -152,12 +192,8 @@ lunet_status lunet_sgd_step(lunet_tensor *const *params, lunet_tensor *const *mo
         lunet_tensor *p = params[i], *g = lunet_tensor_grad(p),
                      *buf = use_buffers ? momentum_buffers[i] : NULL;
         if (!g) continue;
-        if (p->dtype == LUNET_DTYPE_F32)
-            sgd_F32((float *)lunet__data(p), (const float *)lunet__data(g),
-                    buf ? (float *)lunet__data(buf) : NULL, p->numel, options, step == 1);
-        else
-            sgd_F64((double *)lunet__data(p), (const double *)lunet__data(g),
-                    buf ? (double *)lunet__data(buf) : NULL, p->numel, options, step == 1);
+        sgd_job job = {p, g, buf, options, step == 1};
+        over_blocks(p->numel, lunet_dtype_size(p->dtype), sgd_block, &job);
         lunet_tensor_mark_modified(p);
         if (buf) lunet_tensor_mark_modified(buf);
     }
@@ -228,6 +264,26 @@ ADAM_PLAIN_KERNEL(F32, float, F32_MATH)
 ADAM_PLAIN_KERNEL(F64, double, F64_MATH)
 #undef ADAM_PLAIN_KERNEL
 
+typedef struct adam_job {
+    const lunet_tensor *p, *g, *m, *v, *vmax;
+    const lunet_adam_options *o;
+    const adam_scalars *c;
+} adam_job;
+
+static void adam_block(const void *job, int64_t first, int64_t last) {
+    const adam_job *j = job;
+    const lunet_adam_options *o = j->o;
+    bool plain = !o->maximize && !j->vmax && (o->decoupled_weight_decay || o->weight_decay == 0);
+    bool f32 = j->p->dtype == LUNET_DTYPE_F32;
+    void *p = at(j->p, first), *m = at(j->m, first), *v = at(j->v, first), *vmax = at(j->vmax, first);
+    const void *g = at(j->g, first);
+    int64_t n = last - first;
+    if (plain && f32) adam_plain_F32(p, g, m, v, n, o, j->c);
+    else if (plain) adam_plain_F64(p, g, m, v, n, o, j->c);
+    else if (f32) adam_F32(p, g, m, v, vmax, n, o, j->c);
+    else adam_F64(p, g, m, v, vmax, n, o, j->c);
+}
+
 static lunet_status check_adam_options(const char *op, const lunet_adam_options *o) {
     if (!o) return lunet__fail(LUNET_ERR_ARG, "%s: options is NULL", op);
     LUNET_TRY(check_nonnegative(op, "lr", o->lr));
@@ -267,21 +323,8 @@ lunet_status lunet_adam_step(lunet_tensor *const *params, lunet_tensor *const *e
         lunet_tensor *p = params[i], *g = lunet_tensor_grad(p);
         if (!g) continue;
         lunet_tensor *m = exp_avg[i], *v = exp_avg_sq[i], *vmax = options->amsgrad ? max_exp_avg_sq[i] : NULL;
-        bool plain = !options->maximize && !vmax && (options->decoupled_weight_decay || options->weight_decay == 0);
-        if (plain && p->dtype == LUNET_DTYPE_F32)
-            adam_plain_F32(lunet_tensor_data(p), lunet_tensor_data(g), lunet_tensor_data(m), lunet_tensor_data(v),
-                           p->numel, options, &c);
-        else if (plain)
-            adam_plain_F64(lunet_tensor_data(p), lunet_tensor_data(g), lunet_tensor_data(m), lunet_tensor_data(v),
-                           p->numel, options, &c);
-        else if (p->dtype == LUNET_DTYPE_F32)
-            adam_F32((float *)lunet__data(p), (const float *)lunet__data(g), (float *)lunet__data(m),
-                     (float *)lunet__data(v), vmax ? (float *)lunet__data(vmax) : NULL, p->numel, options,
-                     &c);
-        else
-            adam_F64((double *)lunet__data(p), (const double *)lunet__data(g), (double *)lunet__data(m),
-                     (double *)lunet__data(v), vmax ? (double *)lunet__data(vmax) : NULL, p->numel, options,
-                     &c);
+        adam_job job = {p, g, m, v, vmax, options, &c};
+        over_blocks(p->numel, lunet_dtype_size(p->dtype), adam_block, &job);
         lunet_tensor_mark_modified(p);
         lunet_tensor_mark_modified(m);
         lunet_tensor_mark_modified(v);
@@ -325,6 +368,21 @@ RMSPROP_KERNEL(F32, float, F32_MATH)
 RMSPROP_KERNEL(F64, double, F64_MATH)
 #undef RMSPROP_KERNEL
 
+typedef struct rmsprop_job {
+    const lunet_tensor *p, *g, *sq, *buf, *ga;
+    const lunet_rmsprop_options *o;
+} rmsprop_job;
+
+static void rmsprop_block(const void *job, int64_t first, int64_t last) {
+    const rmsprop_job *j = job;
+    if (j->p->dtype == LUNET_DTYPE_F32)
+        rmsprop_F32(at(j->p, first), at(j->g, first), at(j->sq, first), at(j->buf, first), at(j->ga, first),
+                    last - first, j->o);
+    else
+        rmsprop_F64(at(j->p, first), at(j->g, first), at(j->sq, first), at(j->buf, first), at(j->ga, first),
+                    last - first, j->o);
+}
+
 static lunet_status check_rmsprop_options(const lunet_rmsprop_options *o) {
     if (!o) return lunet__fail(LUNET_ERR_ARG, "rmsprop: options is NULL");
     LUNET_TRY(check_nonnegative("rmsprop", "lr", o->lr));
@@ -359,14 +417,8 @@ lunet_status lunet_rmsprop_step(lunet_tensor *const *params, lunet_tensor *const
         if (!g) continue;
         lunet_tensor *sq = square_avg[i], *buf = use_buffers ? momentum_buffers[i] : NULL;
         lunet_tensor *ga = centered ? grad_avg[i] : NULL;
-        if (p->dtype == LUNET_DTYPE_F32)
-            rmsprop_F32((float *)lunet__data(p), (const float *)lunet__data(g), (float *)lunet__data(sq),
-                        buf ? (float *)lunet__data(buf) : NULL, ga ? (float *)lunet__data(ga) : NULL,
-                        p->numel, options);
-        else
-            rmsprop_F64((double *)lunet__data(p), (const double *)lunet__data(g), (double *)lunet__data(sq),
-                        buf ? (double *)lunet__data(buf) : NULL, ga ? (double *)lunet__data(ga) : NULL,
-                        p->numel, options);
+        rmsprop_job job = {p, g, sq, buf, ga, options};
+        over_blocks(p->numel, lunet_dtype_size(p->dtype), rmsprop_block, &job);
         lunet_tensor_mark_modified(p);
         lunet_tensor_mark_modified(sq);
         if (buf) lunet_tensor_mark_modified(buf);

@@ -94,11 +94,42 @@ static void test_integers_and_errors(void) {
     for (size_t i = 0; i < sizeof items / sizeof *items; i++) lunet_tensor_release(items[i]);
 }
 
+/* Products large enough to be shared between two threads, split by rows (m >= n) and by
+ * columns (n > m, with a block bound rounded to a cache line), each with plain and transposed
+ * operands: every element must still be the reference's. */
+static void test_split_gemm_matches_reference(void) {
+    const int64_t shapes[2][3] = {{150, 60, 70}, {40, 110, 130}}; /* m, k, n: 630k and 572k multiply-adds */
+    lunet_set_num_threads(2);
+    double worst = 0;
+    for (int s = 0; s < 2; s++)
+        for (int t = 0; t < 4; t++) {
+            int64_t m = shapes[s][0], k = shapes[s][1], n = shapes[s][2];
+            bool transpose_a = t & 1, transpose_b = t & 2;
+            int64_t sa[2] = {transpose_a ? k : m, transpose_a ? m : k}, sb[2] = {transpose_b ? n : k, transpose_b ? k : n};
+            lunet_tensor *a0 = randn(LUNET_DTYPE_F32, 2, sa), *b0 = randn(LUNET_DTYPE_F32, 2, sb);
+            lunet_tensor *a = a0, *b = b0, *fast, *ref;
+            if (transpose_a) CHECK_OK(lunet_tensor_transpose(&a, a0, 0, 1));
+            if (transpose_b) CHECK_OK(lunet_tensor_transpose(&b, b0, 0, 1));
+            CHECK_OK(lunet_tensor_matmul(&fast, a, b));
+            CHECK_OK(lunet__matmul_reference(&ref, a, b));
+            double d = max_abs_diff(fast, ref);
+            worst = d > worst ? d : worst;
+            lunet_tensor *items[] = {fast, ref, a0, b0};
+            for (size_t i = 0; i < 4; i++) lunet_tensor_release(items[i]);
+            if (a != a0) lunet_tensor_release(a);
+            if (b != b0) lunet_tensor_release(b);
+        }
+    lunet_set_num_threads(1);
+    CHECK(worst <= 2e-4);
+    printf("  matmul f32 on two threads: largest difference from the reference %.3g\n", worst);
+}
+
 int main(void) {
     lunet_manual_seed(11);
     lunet_set_num_threads(1);
     RUN(test_blas_matches_reference);
     RUN(test_batch_broadcast_and_vectors);
     RUN(test_integers_and_errors);
+    RUN(test_split_gemm_matches_reference);
     return check_report("test_matmul");
 }

@@ -97,11 +97,54 @@ static void test_conv2d_on_two_threads(void) {
     lunet_tensor_release(b);
 }
 
+/* A Linear layer large enough that two threads share each of its products, along the
+ * out-features side (forward and dW) and as they like (dX): the f32 output and gradients must
+ * agree with the same layer computed in f64, which stays on one BLAS call per product. */
+static void test_linear_on_two_threads(void) {
+    int64_t xs[2] = {64, 300}, ws[2] = {100, 300}, bs[1] = {100};
+    lunet_tensor *x64 = randn(LUNET_DTYPE_F64, 2, xs), *w64 = randn(LUNET_DTYPE_F64, 2, ws), *b64 = randn(LUNET_DTYPE_F64, 1, bs);
+    lunet_tensor *x32, *w32, *b32;
+    CHECK_OK(lunet_tensor_to(&x32, x64, LUNET_DTYPE_F32));
+    CHECK_OK(lunet_tensor_to(&w32, w64, LUNET_DTYPE_F32));
+    CHECK_OK(lunet_tensor_to(&b32, b64, LUNET_DTYPE_F32));
+    lunet_tensor *sets[2][3] = {{x64, w64, b64}, {x32, w32, b32}}, *results[2][4] = {{NULL}};
+    lunet_set_num_threads(2);
+    for (int f = 0; f < 2; f++) {
+        lunet_tensor *y, *loss, *weights, *weighted;
+        for (int i = 0; i < 3; i++) lunet_tensor_set_requires_grad(sets[f][i], true);
+        CHECK_OK(lunet_linear(&y, sets[f][0], sets[f][1], sets[f][2]));
+        CHECK_OK(lunet_tensor_tanh(&weights, y)); /* a loss whose gradient differs per element */
+        CHECK_OK(lunet_tensor_mul(&weighted, weights, y));
+        CHECK_OK(lunet_tensor_sum_all(&loss, weighted));
+        CHECK_OK(lunet_tensor_backward(loss, NULL, false));
+        results[f][0] = y;
+        for (int i = 0; i < 3; i++) results[f][i + 1] = lunet_tensor_retain(lunet_tensor_grad(sets[f][i]));
+        lunet_tensor *items[] = {loss, weights, weighted};
+        for (size_t i = 0; i < 3; i++) lunet_tensor_release(items[i]);
+    }
+    lunet_set_num_threads(1);
+    double worst = 0;
+    for (int r = 0; r < 4; r++) {
+        lunet_tensor *as64;
+        CHECK_OK(lunet_tensor_to(&as64, results[1][r], LUNET_DTYPE_F64));
+        double d = max_abs_diff(as64, results[0][r]);
+        worst = d > worst ? d : worst;
+        lunet_tensor_release(as64);
+        lunet_tensor_release(results[0][r]);
+        lunet_tensor_release(results[1][r]);
+    }
+    CHECK(worst < 1e-3); /* sums of 300 and of 64 f32 products of order 10 */
+    printf("  linear f32 on two threads against f64: largest difference %.3g\n", worst);
+    for (int f = 0; f < 2; f++)
+        for (int i = 0; i < 3; i++) lunet_tensor_release(sets[f][i]);
+}
+
 int main(void) {
     lunet_manual_seed(21);
     lunet_set_num_threads(1);
     RUN(test_conv2d_matches_reference);
     RUN(test_conv2d_on_two_threads);
+    RUN(test_linear_on_two_threads);
     RUN(test_shapes_and_errors);
     return check_report("test_nn");
 }

@@ -498,6 +498,60 @@ static void test_errors(void) {
         lunet_tensor_release(all[i]);
 }
 
+/* ---- two threads: each parameter is split into blocks, one per thread ------------------------------ */
+
+/* A large parameter (an odd size, so the blocks are uneven) stepped four times with one thread and
+ * with two, from the same values: the update is element by element, so the bits must agree. */
+enum { BIG = 100003, BIG_STEPS = 4 };
+
+static lunet_tensor *big_tensor(double scale, int step) {
+    int64_t n = BIG;
+    lunet_tensor *t;
+    CHECK_OK(lunet_tensor_zeros(&t, LUNET_DTYPE_F32, 1, &n));
+    float *d = lunet_tensor_data(t);
+    for (int64_t k = 0; k < n; k++) d[k] = (float)(scale * sin(0.37 * (double)k + 1.3 * step));
+    return t;
+}
+
+/* kind 0: Adam (the vectorised path), 1: AMSGrad with L2 decay, 2: SGD with Nesterov, 3: centered RMSprop */
+static lunet_tensor *big_steps(int kind, int threads) {
+    lunet_set_num_threads(threads);
+    lunet_tensor *p = big_tensor(1, 0), *s[3];
+    for (int i = 0; i < 3; i++) s[i] = big_tensor(0, 0);
+    lunet_tensor_set_requires_grad(p, true);
+    for (int step = 1; step <= BIG_STEPS; step++) {
+        lunet_tensor *g = big_tensor(0.5, step);
+        CHECK_OK(lunet_tensor_set_grad(p, g));
+        lunet_tensor_release(g);
+        if (kind <= 1) {
+            lunet_adam_options o = {.lr = 1e-2, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
+                                    .weight_decay = kind ? 0.1 : 0, .amsgrad = kind == 1};
+            CHECK_OK(lunet_adam_step(&p, &s[0], &s[1], &s[2], 1, step, &o));
+        } else if (kind == 2) {
+            lunet_sgd_options o = {.lr = 0.1, .momentum = 0.9, .weight_decay = 0.01, .nesterov = true};
+            CHECK_OK(lunet_sgd_step(&p, &s[0], 1, step, &o));
+        } else {
+            lunet_rmsprop_options o = {.lr = 1e-2, .alpha = 0.99, .eps = 1e-8, .momentum = 0.5, .centered = true};
+            CHECK_OK(lunet_rmsprop_step(&p, &s[0], &s[1], &s[2], 1, &o));
+        }
+    }
+    for (int i = 0; i < 3; i++) lunet_tensor_release(s[i]);
+    lunet_set_num_threads(1);
+    return p;
+}
+
+static void test_steps_on_two_threads(void) {
+    lunet_tensor *start = big_tensor(1, 0);
+    for (int kind = 0; kind < 4; kind++) {
+        lunet_tensor *one = big_steps(kind, 1), *two = big_steps(kind, 2);
+        CHECK(memcmp(lunet_tensor_data(one), lunet_tensor_data(two), BIG * sizeof(float)) == 0);
+        CHECK(max_abs_diff(one, start) > 1e-4); /* and the steps did move the parameter */
+        lunet_tensor_release(one);
+        lunet_tensor_release(two);
+    }
+    lunet_tensor_release(start);
+}
+
 int main(void) {
     RUN(test_sgd);
     RUN(test_adam);
@@ -506,5 +560,6 @@ int main(void) {
     RUN(test_strided_gradient);
     RUN(test_update_is_seen_by_autograd);
     RUN(test_errors);
+    RUN(test_steps_on_two_threads);
     return check_report("test_optim");
 }

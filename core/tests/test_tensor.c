@@ -199,6 +199,33 @@ static void test_cache_reuses_memory(void) {
     CHECK(after.live_bytes == before.live_bytes);
 }
 
+/* A batch gathered from a dataset-sized table is large enough to be copied by two threads, in
+ * dim 0 (rows) and in dim 1 (an outer loop around the selected slices): every element must be
+ * the one its index names. */
+static void test_index_select_on_two_threads(void) {
+    int64_t shape[3] = {3, 2000, 50}, count = 1500;
+    lunet_tensor *table, *indices;
+    CHECK_OK(lunet_tensor_arange(&table, LUNET_DTYPE_F32, 0, 3 * 2000 * 50, 1));
+    lunet_tensor *t3;
+    CHECK_OK(lunet_tensor_reshape(&t3, table, 3, shape));
+    CHECK_OK(lunet_tensor_zeros(&indices, LUNET_DTYPE_I64, 1, &count));
+    int64_t *at = lunet_tensor_data(indices);
+    for (int64_t j = 0; j < count; j++) at[j] = (j * 7919) % 2000; /* scattered, with repeats */
+    lunet_set_num_threads(2);
+    lunet_tensor *picked;
+    CHECK_OK(lunet_tensor_index_select(&picked, t3, 1, indices)); /* (3, 1500, 50): 900 KB */
+    lunet_set_num_threads(1);
+    const float *got = lunet_tensor_data(picked);
+    int64_t wrong = 0;
+    for (int64_t q = 0; q < 3; q++)
+        for (int64_t j = 0; j < count; j++)
+            for (int64_t i = 0; i < 50; i++)
+                wrong += got[(q * count + j) * 50 + i] != (float)((q * 2000 + at[j]) * 50 + i);
+    CHECK(wrong == 0);
+    lunet_tensor *items[] = {table, t3, indices, picked};
+    for (size_t i = 0; i < 4; i++) lunet_tensor_release(items[i]);
+}
+
 int main(void) {
     RUN(test_status_and_dtypes);
     RUN(test_creation);
@@ -207,5 +234,6 @@ int main(void) {
     RUN(test_elements_fill_copy);
     RUN(test_long_chain_release_is_iterative);
     RUN(test_cache_reuses_memory);
+    RUN(test_index_select_on_two_threads);
     return check_report("test_tensor");
 }
