@@ -18,6 +18,7 @@ Tensors, autograd and kernels are C (BLAS for matrix products); Lua composes the
 }
 dependencies = {
   "lua >= 5.4, < 5.5",
+  "lua-cjson >= 2.1", -- model files' metadata (Debian: lua-cjson)
 }
 -- f32 GEMMs run on oneDNN (Debian's libdnnl-dev), f64 ones on OpenBLAS.
 -- OpenBLAS's headers sit in a multiarch directory on Debian

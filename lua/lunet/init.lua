@@ -64,5 +64,9 @@ lunet.plot = require("lunet.plot")
 lunet.callbacks = require("lunet.callbacks")
 lunet.History = require("lunet.History")
 require("lunet.train").install(lunet.nn.Module)
+lunet.safetensors = require("lunet.safetensors")
+lunet.architecture = require("lunet.architecture")
+--- Rebuilds a model saved with model:save (lunet.model_file.load).
+lunet.load = require("lunet.model_file").load
 
 return lunet

@@ -167,6 +167,16 @@ end
 --   verbose (1: a live progress bar on a terminal, one line per epoch otherwise; 2: one line
 --   per epoch; 0: silent), output (io.stdout), eval_batch_size (1000)
 -- @return a History: history.loss[epoch], history.val_accuracy[epoch], ..., history:plot(path)
+-- What a saved model records of its data (model_file): one sample's shape and the class names.
+local function remember_input(model, xb, dataset)
+  local shape = xb:shape()
+  table.remove(shape, 1)
+  rawset(model, "input_shape", shape)
+  if rawget(model, "class_names") == nil and type(dataset.classes) == "table" then
+    rawset(model, "class_names", { table.unpack(dataset.classes) })
+  end
+end
+
 function train.fit(model, dataset, opts)
   opts = opts or {}
   check_options(opts, FIT_OPTIONS, "fit")
@@ -199,6 +209,7 @@ function train.fit(model, dataset, opts)
     local loss_sum, correct, count, classification = 0, 0, 0, false
     for xb, yb, step in loader:batches() do
       if opts.transform then xb, yb = opts.transform(xb, yb) end
+      if rawget(model, "input_shape") == nil then remember_input(model, xb, dataset) end
       optimizer:zero_grad()
       local out = model(xb)
       local loss = criterion(out, yb)
@@ -277,12 +288,10 @@ function train.load_state_dict(model, state, opts)
   return missing, unexpected
 end
 
---- Writes the parameters and buffers to a safetensors file (atomically), named as in
--- state_dict, with "lunet.format" in its metadata.
-function train.save(model, path)
-  local safetensors = require("lunet.safetensors")
-  safetensors.write(path, train.state_dict(model), { ["lunet.format"] = "1" })
-  return path
+--- Writes the model to a safetensors file (atomically), with its architecture when it is made
+-- of built-in layers: see lunet.model_file.  opts: input_shape, class_names.
+function train.save(model, path, opts)
+  return require("lunet.model_file").save(model, path, opts)
 end
 
 --- Loads parameters and buffers from a safetensors file written by save (or by another

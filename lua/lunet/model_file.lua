@@ -1,0 +1,151 @@
+--- Model files: one safetensors file holding a model's weights and, in its metadata, what is
+-- needed to rebuild it with no user code.
+--
+--   model:save("fashion.safetensors")            -- or model:save(path, {input_shape = {1, 28, 28}})
+--   local model = lunet.load("fashion.safetensors")
+--
+-- The metadata has "lunet.format" ("1") and "lunet.graph": JSON with the architecture
+-- ({"model": <lunet.architecture description>}), and, when known, "input_shape" (one sample's
+-- shape, without the batch) and "class_names".  The tensors carry state_dict's names, so any
+-- safetensors reader gets the weights under the names PyTorch would use for the same
+-- Sequential (minus its 0-based numbering).  A model that is not made of Sequential and
+-- built-in layers is saved with its weights only; load it with model:load_weights(path).
+--
+-- load trusts nothing in the file: the safetensors reader checks every size and offset, and
+-- the architecture and the tensors are checked against each other before a layer is built, so
+-- a hostile file gets an error naming the file and the problem and never a huge allocation.
+local safetensors = require("lunet.safetensors")
+local architecture = require("lunet.architecture")
+local json = require("lunet.json")
+
+local model_file = {}
+
+--- The format version written to "lunet.format"; load refuses other values.
+model_file.FORMAT = "1"
+
+local function fail(path, fmt, ...)
+  error(string.format("%s: " .. fmt, path, ...), 0)
+end
+
+local function check_shape_list(v, what)
+  if v == nil then return nil end
+  assert(type(v) == "table" and #v >= 1, what .. " must be a list of positive integers")
+  for _, n in ipairs(v) do
+    assert(math.type(n) == "integer" and n >= 1, what .. " must be a list of positive integers")
+  end
+  return v
+end
+
+--- Writes model to path (atomically: the old file or the new one survives a crash).
+-- @param opts input_shape (one sample's shape; default model.input_shape, which fit records),
+--   class_names (default model.class_names, which fit takes from the dataset's classes)
+-- @return path
+function model_file.save(model, path, opts)
+  opts = opts or {}
+  if type(path) ~= "string" then error("save: path must be a string, got " .. type(path), 2) end
+  local metadata = { ["lunet.format"] = model_file.FORMAT }
+  local ok, desc = pcall(architecture.describe, model)
+  if ok then
+    local graph = { model = desc }
+    graph.input_shape = check_shape_list(opts.input_shape or model.input_shape, "save: input_shape")
+    local names = opts.class_names or model.class_names
+    if names ~= nil then
+      assert(type(names) == "table", "save: class_names must be a list of strings")
+      for _, n in ipairs(names) do assert(type(n) == "string", "save: class_names must be a list of strings") end
+      graph.class_names = names
+    end
+    metadata["lunet.graph"] = json.encode(graph)
+  end
+  safetensors.write(path, model:state_dict(), metadata)
+  return path
+end
+
+-- The graph's optional fields, checked.
+local function check_extras(path, graph)
+  for key in pairs(graph) do
+    if key ~= "model" and key ~= "input_shape" and key ~= "class_names" then
+      fail(path, "lunet.graph: unknown field %q", tostring(key))
+    end
+  end
+  local shape = graph.input_shape
+  if shape ~= nil then
+    if type(shape) ~= "table" or #shape < 1 or #shape > 7 then
+      fail(path, "lunet.graph: input_shape must be a list of 1 to 7 positive integers")
+    end
+    for i = 1, #shape do
+      local n = math.tointeger(shape[i])
+      if not n or n < 1 or n > architecture.MAX_SIZE then
+        fail(path, "lunet.graph: input_shape must be a list of 1 to 7 positive integers")
+      end
+      shape[i] = n
+    end
+  end
+  local names = graph.class_names
+  if names ~= nil then
+    if type(names) ~= "table" then fail(path, "lunet.graph: class_names must be a list of strings") end
+    for k, v in pairs(names) do
+      if math.type(k) ~= "integer" or type(v) ~= "string" then
+        fail(path, "lunet.graph: class_names must be a list of strings")
+      end
+    end
+  end
+end
+
+-- Every tensor the architecture needs is in the file with its shape and a usable dtype, and
+-- the file has no others.
+local function check_tensors(path, shapes, tensors, names)
+  for _, name in ipairs(names) do
+    if shapes[name] == nil then
+      fail(path, "tensor %q is not a parameter or buffer of the model in lunet.graph", name)
+    end
+  end
+  local expected = {}
+  for name in pairs(shapes) do expected[#expected + 1] = name end
+  table.sort(expected)
+  for _, name in ipairs(expected) do
+    local t = tensors[name]
+    if t == nil then fail(path, "tensor %q is missing (the model in lunet.graph has it)", name) end
+    local want, got = shapes[name], t:shape()
+    if table.concat(want, ",") ~= table.concat(got, ",") then
+      fail(path, "tensor %q has shape [%s] but the model in lunet.graph needs [%s]", name, table.concat(got, ","),
+        table.concat(want, ","))
+    end
+    local integer = name:match("num_batches_tracked$") ~= nil
+    local ok = integer and t.dtype == "i64" or (not integer and (t.dtype == "f32" or t.dtype == "f64"))
+    if not ok then
+      fail(path, "tensor %q has dtype %s; %s", name, t.dtype, integer and "expected i64" or "expected f32 or f64")
+    end
+  end
+end
+
+--- Rebuilds the model saved in path, its weights loaded, in eval mode.
+-- @return the model (with input_shape and class_names when the file has them)
+function model_file.load(path)
+  if type(path) ~= "string" then error("load: path must be a string, got " .. type(path), 2) end
+  local tensors, metadata, names = safetensors.try_read(path)
+  if not tensors then error(metadata, 0) end -- the reader's message names the file
+  local format = metadata["lunet.format"]
+  if format == nil or metadata["lunet.graph"] == nil then
+    fail(path, "no lunet.graph in the metadata: the file holds weights only; build the model in Lua and call "
+      .. "model:load_state_dict(lunet.safetensors.read(path))")
+  end
+  if format ~= model_file.FORMAT then
+    fail(path, "lunet.format %q is not one this lunet reads (%s)", format, model_file.FORMAT)
+  end
+  local graph, problem = json.decode(metadata["lunet.graph"])
+  if graph == nil then fail(path, "lunet.graph is not valid JSON: %s", problem) end
+  if type(graph) ~= "table" or type(graph.model) ~= "table" then
+    fail(path, "lunet.graph must be an object with a \"model\"")
+  end
+  check_extras(path, graph)
+  local ok, desc = pcall(architecture.check, graph.model)
+  if not ok then fail(path, "lunet.graph: %s", desc) end
+  check_tensors(path, architecture.tensor_shapes(desc), tensors, names)
+  local model = architecture.build(desc)
+  model:load_state_dict(tensors)
+  model.input_shape = graph.input_shape
+  model.class_names = graph.class_names
+  return model:eval()
+end
+
+return model_file
