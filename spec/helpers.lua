@@ -70,4 +70,19 @@ function helpers.assert_gradcheck(fn, inputs, name)
   if not ok then error((name and (name .. ": ") or "") .. message, 2) end
 end
 
+--- Runs a Lua script in a child interpreter with this one's module paths, prefixed by prefix
+-- (a shell fragment: limits, another user, ""); returns its output (stdout and stderr).
+function helpers.run_lua_child(prefix, code)
+  local script_path = os.tmpname()
+  local file = assert(io.open(script_path, "w"))
+  file:write(string.format("package.path = %q\npackage.cpath = %q\n", package.path, package.cpath), code)
+  file:close()
+  os.execute("chmod 644 " .. script_path)
+  local pipe = assert(io.popen(prefix .. " lua5.4 " .. script_path .. " 2>&1"))
+  local output = pipe:read("a")
+  pipe:close()
+  os.remove(script_path)
+  return output
+end
+
 return helpers

@@ -115,21 +115,6 @@ local function entries_with(directory, text)
   return found
 end
 
--- Runs a Lua script in a child interpreter with this one's module paths, prefixed by command
--- (a shell fragment: limits, another user); returns its output.
-local function run_lua_child(prefix, code)
-  local script_path = os.tmpname()
-  local file = assert(io.open(script_path, "w"))
-  file:write(string.format("package.path = %q\npackage.cpath = %q\n", package.path, package.cpath), code)
-  file:close()
-  os.execute("chmod 644 " .. script_path)
-  local pipe = assert(io.popen(prefix .. " lua5.4 " .. script_path .. " 2>&1"))
-  local output = pipe:read("a")
-  pipe:close()
-  os.remove(script_path)
-  return output
-end
-
 describe("lunet.safetensors", function()
   local directory
 
@@ -286,7 +271,7 @@ describe("lunet.safetensors", function()
       local uid = id:read("l")
       id:close()
       local prefix = uid == "0" and "setpriv --reuid=65534 --regid=65534 --clear-groups" or ""
-      local output = run_lua_child(prefix, string.format([[
+      local output = h.run_lua_child(prefix, string.format([[
         local lunet, safetensors = require("lunet"), require("lunet.safetensors")
         print(safetensors.try_write(%q, {w = lunet.tensor({9, 9})}))
       ]], path))
@@ -301,7 +286,7 @@ describe("lunet.safetensors", function()
       safetensors.write(path, old_tensors)
       local before = read_bytes(path)
       -- A file size limit of a few KB makes the data write fail with EFBIG (SIGXFSZ ignored).
-      local output = run_lua_child("trap '' XFSZ; ulimit -f 8;", string.format([[
+      local output = h.run_lua_child("trap '' XFSZ; ulimit -f 8;", string.format([[
         local lunet, safetensors = require("lunet"), require("lunet.safetensors")
         print(safetensors.try_write(%q, {big = lunet.zeros({1000000})}))
       ]], path))

@@ -66,6 +66,8 @@ lunet.History = require("lunet.History")
 require("lunet.train").install(lunet.nn.Module)
 lunet.safetensors = require("lunet.safetensors")
 lunet.architecture = require("lunet.architecture")
+lunet.onnx = require("lunet.onnx")
+lunet.checkpoint = require("lunet.checkpoint")
 --- Rebuilds a model saved with model:save (lunet.model_file.load).
 lunet.load = require("lunet.model_file").load
 

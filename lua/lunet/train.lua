@@ -21,7 +21,7 @@ local train = {}
 local FIT_OPTIONS = {
   epochs = true, batch_size = true, loss = true, optimizer = true, scheduler = true, scheduler_interval = true,
   validation_split = true, validation_data = true, shuffle = true, seed = true, drop_last = true, callbacks = true,
-  verbose = true, output = true, eval_batch_size = true, transform = true,
+  verbose = true, output = true, eval_batch_size = true, transform = true, checkpoint = true, resume = true,
 }
 
 local function check_options(opts, allowed, fn)
@@ -152,6 +152,39 @@ local function step_scheduler(scheduler, logs)
   end
 end
 
+-- What a saved model records of its data (model_file): one sample's shape and the class names.
+local function remember_input(model, xb, dataset)
+  local shape = xb:shape()
+  table.remove(shape, 1)
+  rawset(model, "input_shape", shape)
+  if rawget(model, "class_names") == nil and type(dataset.classes) == "table" then
+    rawset(model, "class_names", { table.unpack(dataset.classes) })
+  end
+end
+
+-- The state fit needs to continue a run: written after every epoch when opts.checkpoint is set.
+local function save_run(path, trainer, scheduler, loader, epoch)
+  local h = trainer.history
+  require("lunet.checkpoint").save(path, {
+    model = trainer.model, optimizer = trainer.optimizer, scheduler = scheduler, epoch = epoch,
+    history = { epochs = h.epochs, metrics = rawget(h, "metrics"), order = rawget(h, "order") },
+    shuffle = loader.generator and loader.generator:state() or nil,
+  })
+end
+
+-- Restores a run saved by save_run; returns the last finished epoch.
+local function resume_run(path, trainer, scheduler, loader)
+  local into = { model = trainer.model, optimizer = trainer.optimizer, scheduler = scheduler }
+  local saved = require("lunet.checkpoint").load(path, into)
+  if math.type(saved.epoch) ~= "integer" or type(saved.history) ~= "table" then
+    error(path .. ": not a checkpoint written by fit (no epoch or history)", 0)
+  end
+  local h = trainer.history
+  h.epochs, h.metrics, h.order = saved.history.epochs, saved.history.metrics, saved.history.order
+  if loader.generator and saved.shuffle then loader.generator:set_state(saved.shuffle) end
+  return saved.epoch
+end
+
 --- Trains the model on a dataset.
 -- @param dataset a TensorDataset (x, y) or a pair {x, y}
 -- @param[opt] opts
@@ -165,18 +198,11 @@ end
 --   transform (a function(xb, yb) -> xb, yb applied to each training batch: augmentation),
 --   callbacks (a list: EarlyStopping, ModelCheckpoint, CSVLogger or your own),
 --   verbose (1: a live progress bar on a terminal, one line per epoch otherwise; 2: one line
---   per epoch; 0: silent), output (io.stdout), eval_batch_size (1000)
+--   per epoch; 0: silent), output (io.stdout), eval_batch_size (1000),
+--   checkpoint (a path: the model, optimizer, scheduler, history, shuffling and random state
+--   are saved there after every epoch, atomically), resume (true: when the checkpoint file
+--   exists, carry on from its last epoch up to `epochs`, as if the run had never stopped)
 -- @return a History: history.loss[epoch], history.val_accuracy[epoch], ..., history:plot(path)
--- What a saved model records of its data (model_file): one sample's shape and the class names.
-local function remember_input(model, xb, dataset)
-  local shape = xb:shape()
-  table.remove(shape, 1)
-  rawset(model, "input_shape", shape)
-  if rawget(model, "class_names") == nil and type(dataset.classes) == "table" then
-    rawset(model, "class_names", { table.unpack(dataset.classes) })
-  end
-end
-
 function train.fit(model, dataset, opts)
   opts = opts or {}
   check_options(opts, FIT_OPTIONS, "fit")
@@ -200,8 +226,18 @@ function train.fit(model, dataset, opts)
     log_order = { "loss", "accuracy", "val_loss", "val_accuracy", "lr", "time" } }
   rawset(model, "_fit_loss", criterion)
 
+  local first_epoch = 1
+  if opts.resume then
+    if not opts.checkpoint then error("fit: resume needs a checkpoint path", 2) end
+    local f = io.open(opts.checkpoint, "rb")
+    if f then
+      f:close()
+      first_epoch = resume_run(opts.checkpoint, trainer, scheduler, loader) + 1
+    end
+  end
+
   call_callbacks(callbacks, "on_train_begin", trainer)
-  for epoch = 1, epochs do
+  for epoch = first_epoch, epochs do
     call_callbacks(callbacks, "on_epoch_begin", trainer, epoch)
     model:train()
     display:epoch_begin(epoch, #loader)
@@ -236,6 +272,7 @@ function train.fit(model, dataset, opts)
     display:epoch_end(logs, { "loss", "accuracy", "val_loss", "val_accuracy" })
     call_callbacks(callbacks, "on_epoch_end", trainer, epoch, logs)
     if scheduler and interval == "epoch" then step_scheduler(scheduler, logs) end
+    if opts.checkpoint then save_run(opts.checkpoint, trainer, scheduler, loader, epoch) end
     if trainer.stop_training then break end
   end
   call_callbacks(callbacks, "on_train_end", trainer, trainer.history)
