@@ -70,6 +70,21 @@ function helpers.assert_gradcheck(fn, inputs, name)
   if not ok then error((name and (name .. ": ") or "") .. message, 2) end
 end
 
+--- A whole file's bytes.
+function helpers.read_bytes(path)
+  local file = assert(io.open(path, "rb"))
+  local bytes = file:read("a")
+  file:close()
+  return bytes
+end
+
+--- Writes bytes as the whole of a file.
+function helpers.write_bytes(path, bytes)
+  local file = assert(io.open(path, "wb"))
+  file:write(bytes)
+  file:close()
+end
+
 --- Runs a Lua script in a child interpreter with this one's module paths, prefixed by prefix
 -- (a shell fragment: limits, another user, ""); returns its output (stdout and stderr).
 function helpers.run_lua_child(prefix, code)

@@ -13,18 +13,7 @@ local function cnn()
     nn.MaxPool2d(2), nn.Flatten(), nn.Linear(1600, 64), nn.ReLU(), nn.Linear(64, 10))
 end
 
-local function write_bytes(path, bytes)
-  local f = assert(io.open(path, "wb"))
-  f:write(bytes)
-  f:close()
-end
-
-local function read_bytes(path)
-  local f = assert(io.open(path, "rb"))
-  local bytes = f:read("a")
-  f:close()
-  return bytes
-end
+local read_bytes, write_bytes = h.read_bytes, h.write_bytes
 
 -- A safetensors file from a header table (encoded here) or text, and raw data.
 local function st_bytes(header, data)

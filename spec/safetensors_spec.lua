@@ -86,18 +86,7 @@ local function python_read(path)
   return tensors, metadata
 end
 
-local function read_bytes(path)
-  local file = assert(io.open(path, "rb"))
-  local bytes = file:read("a")
-  file:close()
-  return bytes
-end
-
-local function write_bytes(path, bytes)
-  local file = assert(io.open(path, "wb"))
-  file:write(bytes)
-  file:close()
-end
+local read_bytes, write_bytes = h.read_bytes, h.write_bytes
 
 -- A file from a header (its true length in front) and data.
 local function st_bytes(header, data)
