@@ -41,9 +41,10 @@ ASAN_BIN   := $(TEST_SRC:core/tests/%.c=build/asan/tests/%)
 
 # System packages the build, the tests and the demo need (Debian 12).
 DEB_PACKAGES := gcc make pkg-config lua5.4 liblua5.4-dev libopenblas-dev libdnnl-dev zlib1g-dev lua-cjson \
-                lua-busted lua-check lua-expat luarocks valgrind dataset-fashion-mnist
+                lua-busted lua-check lua-expat luarocks valgrind dataset-fashion-mnist \
+                python3-onnx python3-torch nodejs
 
-.PHONY: all deps test ctest ctest-asan valgrind-check spec spec-asan lint fuzz demo install install-rock uninstall clean check-rock
+.PHONY: all deps onnxruntime test ctest ctest-asan valgrind-check spec spec-asan lint fuzz demo install install-rock uninstall clean check-rock
 
 all: lunet/core.so lunet/.links
 
@@ -63,6 +64,23 @@ deps:
 	  $$sudo apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+
+# ONNX Runtime for the ONNX specs (spec/onnx_spec.lua runs ../shared/bench/ort_run.js with
+# NODE_PATH=build/npm/node_modules): onnxruntime-node from npm, its install script skipped since
+# the package ships its native library.  npm comes from Debian when the machine has none.
+ORT_NODE_VERSION := 1.30.0
+ORT_NODE_STAMP   := build/npm/.onnxruntime-node-$(ORT_NODE_VERSION)
+
+onnxruntime: deps $(ORT_NODE_STAMP)
+
+$(ORT_NODE_STAMP):
+	@command -v npm >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi; \
+	  $$sudo apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends npm; }
+	@mkdir -p build/npm
+	npm install --prefix build/npm --no-audit --no-fund --ignore-scripts onnxruntime-node@$(ORT_NODE_VERSION)
+	@touch $@
 
 # ---- the library and the Lua module ----------------------------------------------------------
 
@@ -140,7 +158,7 @@ lint:
 	@echo "== luacheck"
 	@luacheck -q lua spec examples bench
 
-test: deps
+test: deps onnxruntime
 	@$(MAKE) --no-print-directory all lint ctest ctest-asan valgrind-check spec-asan spec
 
 demo: deps
