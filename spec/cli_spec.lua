@@ -36,6 +36,22 @@ describe("the lunet command", function()
     end
   end)
 
+  it("export writes ONNX and convert brings it back as a model file that predicts the same", function()
+    lunet.manual_seed(4)
+    local model = nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 10))
+    local path = directory .. "/mlp.safetensors"
+    model:save(path, { input_shape = { 1, 28, 28 } })
+    local onnx_path, back = directory .. "/mlp.onnx", directory .. "/back.safetensors"
+    local output, status = lunet_command("export " .. path .. " --onnx " .. onnx_path)
+    assert.are.equal(0, status, output)
+    assert.is_truthy(output:find("wrote " .. onnx_path, 1, true), output)
+    output, status = lunet_command("convert " .. onnx_path .. " " .. back)
+    assert.are.equal(0, status, output)
+    local again = lunet.load(back)
+    local x = lunet.rand({ 20, 1, 28, 28 })
+    assert.is_true((model:predict(x) - again:predict(x)):abs():max():item() < 1e-6)
+  end)
+
   it("reports a bad file with status 1 and a usage mistake with status 2", function()
     local output, status = lunet_command("info " .. directory .. "/missing.safetensors")
     assert.are.equal(1, status)
