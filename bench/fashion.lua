@@ -5,10 +5,12 @@
 -- Same models, hyper-parameters (Adam lr 1e-3, batch 64, cross-entropy), flags and JSON keys
 -- as the PyTorch peer, so the two lines can be compared directly: train_samples_per_s (the
 -- training loop only), test_accuracy, infer_b1_us and infer_b256_samples_per_s (eval mode,
--- no autograd).  Extra keys: rss_mb (resident memory after each epoch), rss_growth_after_epoch_1
--- (the largest RSS after epoch 1 relative to epoch 1), and allocs_after_first_step (calls
--- that reached the system allocator from the end of the last epoch's first step to the end of
--- its last full batch of 64: 0 means the tensor cache served every steady step).
+-- no autograd; lunet's through model:predict, which runs the compiled C model graph).  Extra
+-- keys: modules_infer_* (the same through the Lua modules one by one), rss_mb (resident memory
+-- after each epoch), rss_growth_after_epoch_1 (the largest RSS after epoch 1 relative to
+-- epoch 1), and allocs_after_first_step (calls that reached the system allocator from the end
+-- of the last epoch's first step to the end of its last full batch of 64: 0 means the tensor
+-- cache served every steady step).
 local lunet = require("lunet")
 local cjson = require("cjson")
 local nn, optim, data = lunet.nn, lunet.optim, lunet.data
@@ -48,14 +50,15 @@ local function rss_mb()
   end
 end
 
--- Seconds per forward pass at batch size bs, the way torch_peer.py's latency() measures it.
-local function latency(model, x, bs, reps)
+-- Seconds per call of run(batch) at batch size bs, the way torch_peer.py's latency() measures
+-- a forward pass.
+local function latency(run, x, bs, reps)
   return lunet.no_grad(function()
-    for _ = 1, 10 do model(x:narrow(1, 1, bs)) end
+    for _ = 1, 10 do run(x:narrow(1, 1, bs)) end
     local started = lunet.clock()
     for r = 0, reps - 1 do
       local first = (r * bs) % 9000
-      model(x:narrow(1, first + 1, bs))
+      run(x:narrow(1, first + 1, bs))
     end
     return (lunet.clock() - started) / reps
   end)
@@ -98,12 +101,15 @@ local function main(argv)
 
   local accuracy = model:evaluate(test, { batch_size = 1000 }).accuracy
   model:eval()
+  local function predict(x) return model:predict(x) end -- through the compiled C graph
   local result = {
     peer = "lunet-" .. lunet.version, model = a.model, threads = a.threads, epochs = a.epochs,
     train_samples_per_s = math.floor(a.epochs * train:size() / train_seconds * 10 + 0.5) / 10,
     test_accuracy = math.floor(accuracy * 1e4 + 0.5) / 1e4,
-    infer_b1_us = math.floor(latency(model, test.x, 1, 2000) * 1e7 + 0.5) / 10,
-    infer_b256_samples_per_s = math.floor(256 / latency(model, test.x, 256, 50) * 10 + 0.5) / 10,
+    infer_b1_us = math.floor(latency(predict, test.x, 1, 2000) * 1e7 + 0.5) / 10,
+    infer_b256_samples_per_s = math.floor(256 / latency(predict, test.x, 256, 50) * 10 + 0.5) / 10,
+    modules_infer_b1_us = math.floor(latency(model, test.x, 1, 2000) * 1e7 + 0.5) / 10,
+    modules_infer_b256_samples_per_s = math.floor(256 / latency(model, test.x, 256, 50) * 10 + 0.5) / 10,
     rss_mb = rss, rss_growth_after_epoch_1 = math.floor(growth * 1e4 + 0.5) / 1e4,
     allocs_after_first_step = allocs_steady,
   }

@@ -69,6 +69,12 @@ create_options create_options_arg(lua_State *L, int idx, const char *op);
  * ctor has run (C leaves the order of argument evaluation open). */
 int push_created(lua_State *L, lunet_tensor **t, lunet_status s, create_options o);
 
+/* Convolution options {stride, padding, dilation, groups} at idx (nn.c). */
+lunet_conv2d_params conv2d_params_arg(lua_State *L, int idx, const char *op);
+/* Pooling options {kernel_size (required), stride, padding, dilation, ceil_mode,
+ * count_include_pad} at idx (nn.c). */
+lunet_pool2d_params pool2d_params_arg(lua_State *L, int idx, const char *op);
+
 /* ---- conversions between Lua values and tensors (convert.c) --------------------------------- */
 
 /* A tensor from a number or nested table at idx, in dtype. */
@@ -99,6 +105,8 @@ void safetensors_functions_register(lua_State *L);
 void data_functions_register(lua_State *L);
 /* Adds the optimizer steps and clip_grad_norm (optim.c). */
 void optim_functions_register(lua_State *L);
+/* Adds model_graph, the compiled-model constructor (model_graph.c). */
+void model_graph_functions_register(lua_State *L);
 /* The lunet.Generator at idx. */
 lunet_generator *generator_check(lua_State *L, int idx);
 /* Sets funcs into the table on top of the stack. */

@@ -77,40 +77,45 @@ static int f_linear(lua_State *L) {
     return push_result(L, &out, lunet_linear(&out, tensor_check(L, 1), tensor_check(L, 2), optional_tensor(L, 3)));
 }
 
+lunet_conv2d_params conv2d_params_arg(lua_State *L, int idx, const char *op) {
+    lunet_conv2d_params p;
+    pair_option(L, idx, "stride", p.stride, 1, 1, op);
+    pair_option(L, idx, "padding", p.padding, 0, 0, op);
+    pair_option(L, idx, "dilation", p.dilation, 1, 1, op);
+    p.groups = (int64_t)number_option(L, idx, "groups", 1);
+    return p;
+}
+
 /* conv2d(x, weight, [bias], [{stride, padding, dilation, groups}]) */
 static int f_conv2d(lua_State *L) {
     lunet_tensor *x = tensor_check(L, 1), *w = tensor_check(L, 2), *b = optional_tensor(L, 3), *out = NULL;
-    lunet_conv2d_params p;
-    pair_option(L, 4, "stride", p.stride, 1, 1, "conv2d");
-    pair_option(L, 4, "padding", p.padding, 0, 0, "conv2d");
-    pair_option(L, 4, "dilation", p.dilation, 1, 1, "conv2d");
-    p.groups = (int64_t)number_option(L, 4, "groups", 1);
+    lunet_conv2d_params p = conv2d_params_arg(L, 4, "conv2d");
     return push_result(L, &out, lunet_conv2d(&out, x, w, b, &p));
 }
 
 /* max_pool2d / avg_pool2d (x, {kernel_size, stride = kernel_size, padding, dilation, ceil_mode, count_include_pad}) */
-static lunet_pool2d_params pool_params(lua_State *L, const char *op) {
+lunet_pool2d_params pool2d_params_arg(lua_State *L, int idx, const char *op) {
     lunet_pool2d_params p;
-    if (opt_field(L, 2, "kernel_size") == LUA_TNIL) luaL_error(L, "%s: kernel_size is required", op);
+    if (opt_field(L, idx, "kernel_size") == LUA_TNIL) luaL_error(L, "%s: kernel_size is required", op);
     lua_pop(L, 1);
-    pair_option(L, 2, "kernel_size", p.kernel, 1, 1, op);
-    pair_option(L, 2, "stride", p.stride, p.kernel[0], p.kernel[1], op);
-    pair_option(L, 2, "padding", p.padding, 0, 0, op);
-    pair_option(L, 2, "dilation", p.dilation, 1, 1, op);
-    p.ceil_mode = boolean_option(L, 2, "ceil_mode", false);
-    p.count_include_pad = boolean_option(L, 2, "count_include_pad", true);
+    pair_option(L, idx, "kernel_size", p.kernel, 1, 1, op);
+    pair_option(L, idx, "stride", p.stride, p.kernel[0], p.kernel[1], op);
+    pair_option(L, idx, "padding", p.padding, 0, 0, op);
+    pair_option(L, idx, "dilation", p.dilation, 1, 1, op);
+    p.ceil_mode = boolean_option(L, idx, "ceil_mode", false);
+    p.count_include_pad = boolean_option(L, idx, "count_include_pad", true);
     return p;
 }
 
 static int f_max_pool2d(lua_State *L) {
     lunet_tensor *x = tensor_check(L, 1), *out = NULL;
-    lunet_pool2d_params p = pool_params(L, "max_pool2d");
+    lunet_pool2d_params p = pool2d_params_arg(L, 2, "max_pool2d");
     return push_result(L, &out, lunet_max_pool2d(&out, x, &p));
 }
 
 static int f_avg_pool2d(lua_State *L) {
     lunet_tensor *x = tensor_check(L, 1), *out = NULL;
-    lunet_pool2d_params p = pool_params(L, "avg_pool2d");
+    lunet_pool2d_params p = pool2d_params_arg(L, 2, "avg_pool2d");
     return push_result(L, &out, lunet_avg_pool2d(&out, x, &p));
 }
 

@@ -192,13 +192,24 @@ static int f_safetensors_write(lua_State *L) {
     return 1;
 }
 
+/* write_file_atomic(path, bytes): the bytes as the whole file, durably (lunet_write_file_atomic). */
+static int f_write_file_atomic(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    size_t n;
+    const char *bytes = luaL_checklstring(L, 2, &n);
+    if (lunet_write_file_atomic(path, bytes, n) != LUNET_OK) return raise_status(L);
+    return 0;
+}
+
 void safetensors_functions_register(lua_State *L) {
     if (luaL_newmetatable(L, FILE_GUARD_MT)) {
         lua_pushcfunction(L, file_guard_gc);
         lua_setfield(L, -2, "__gc");
     }
     lua_pop(L, 1);
-    static const luaL_Reg funcs[] = {
-        {"safetensors_read", f_safetensors_read}, {"safetensors_write", f_safetensors_write}, {NULL, NULL}};
+    static const luaL_Reg funcs[] = {{"safetensors_read", f_safetensors_read},
+                                      {"safetensors_write", f_safetensors_write},
+                                      {"write_file_atomic", f_write_file_atomic},
+                                      {NULL, NULL}};
     register_functions(L, funcs);
 }

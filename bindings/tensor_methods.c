@@ -439,6 +439,11 @@ static int m_is_contiguous(lua_State *L) {
     return 1;
 }
 
+static int m_version(lua_State *L) {
+    lua_pushinteger(L, lunet_tensor_version(tensor_check(L, 1)));
+    return 1;
+}
+
 static int m_shares_storage(lua_State *L) {
     lua_pushboolean(L, lunet_tensor_shares_storage(tensor_check(L, 1), tensor_check(L, 2)));
     return 1;
@@ -495,7 +500,7 @@ void tensor_methods_register(lua_State *L) {
         {"get", m_get}, {"set", m_set}, {"item", m_item}, {"totable", m_totable},
         {"fill", m_fill}, {"zero", m_zero}, {"copy", m_copy},
         {"shape", m_shape}, {"size", m_size}, {"stride", m_stride}, {"dim", m_dim}, {"numel", m_numel},
-        {"is_contiguous", m_is_contiguous}, {"shares_storage", m_shares_storage},
+        {"is_contiguous", m_is_contiguous}, {"shares_storage", m_shares_storage}, {"version", m_version},
         {"index_select", m_index_select}, {"bincount", m_bincount},
         {"backward", m_backward}, {"requires_grad_", m_requires_grad_}, {"zero_grad", m_zero_grad},
         {NULL, NULL}};

@@ -4,6 +4,18 @@ local assert = require("luassert")
 
 local helpers = {}
 
+--- The two Fashion-MNIST models of bench/fashion.lua (without the CNN's Dropout), fresh.
+function helpers.fashion_mlp()
+  local nn = lunet.nn
+  return nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10))
+end
+
+function helpers.fashion_cnn()
+  local nn = lunet.nn
+  return nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3), nn.ReLU(),
+    nn.MaxPool2d(2), nn.Flatten(), nn.Linear(1600, 64), nn.ReLU(), nn.Linear(64, 10))
+end
+
 --- Flattens a nested table of numbers (or a tensor's totable()) into a list.
 function helpers.flatten(t, out)
   out = out or {}

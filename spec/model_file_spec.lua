@@ -4,14 +4,7 @@ local lunet = require("lunet")
 local h = require("spec.helpers")
 local nn, safetensors, json = lunet.nn, lunet.safetensors, require("lunet.json")
 
-local function mlp()
-  return nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10))
-end
-
-local function cnn()
-  return nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3), nn.ReLU(),
-    nn.MaxPool2d(2), nn.Flatten(), nn.Linear(1600, 64), nn.ReLU(), nn.Linear(64, 10))
-end
+local mlp, cnn = h.fashion_mlp, h.fashion_cnn
 
 local read_bytes, write_bytes = h.read_bytes, h.write_bytes
 

@@ -64,14 +64,7 @@ local function max_difference(a, b)
   return worst
 end
 
-local function mlp()
-  return nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10))
-end
-
-local function cnn()
-  return nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3), nn.ReLU(),
-    nn.MaxPool2d(2), nn.Flatten(), nn.Linear(1600, 64), nn.ReLU(), nn.Linear(64, 10))
-end
+local mlp, cnn = h.fashion_mlp, h.fashion_cnn
 
 -- Gives every BatchNorm running statistics and affine parameters far from the identity, so that
 -- a fold that forgot any of them shows.

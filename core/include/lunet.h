@@ -129,6 +129,10 @@ size_t lunet_tensor_storage_nbytes(const lunet_tensor *t);
 bool lunet_tensor_shares_storage(const lunet_tensor *a, const lunet_tensor *b);
 /* Tells autograd that the tensor's data was changed in place through lunet_tensor_data(). */
 void lunet_tensor_mark_modified(lunet_tensor *t);
+/* A counter that changes with every in-place write to t's storage (in-place ops, optimizer
+ * steps, lunet_tensor_mark_modified): something computed from t and kept (a compiled model
+ * graph) compares it to know whether t has changed since. */
+unsigned lunet_tensor_version(const lunet_tensor *t);
 
 /* Formats a shape as "[2,3]" into buf (always NUL-terminated); returns buf. */
 char *lunet_shape_format(char *buf, size_t size, int ndim, const int64_t *shape);
@@ -430,6 +434,97 @@ lunet_status lunet_bce_with_logits(lunet_tensor **out, const lunet_tensor *input
                                    const lunet_tensor *pos_weight, lunet_reduction reduction);
 
 /* ------------------------------------------------------------------------------------------
+ * Model graphs: a trained network compiled for inference.  A graph is a fixed list of layers
+ * with their own copies of the weights and buffers allocated once; running it calls the
+ * same kernels as the ops above with no autograd, no per-layer allocation and nothing from
+ * the caller in between.  Building checks every layer against the shape coming into it,
+ * so a graph that built runs on any batch of its input shape.
+ *
+ * Two rewrites make the graph faster than the layers one by one without changing what it
+ * computes: an activation that follows a Linear or Conv2d (or another activation) runs in
+ * the same pass over that layer's output, and a BatchNorm right after a Linear or Conv2d is
+ * folded into its weights and bias (w' = w g / sqrt(v + eps), b' = (b - m) g / sqrt(v + eps)
+ * + beta), as inference runtimes do; folding changes the rounding, not the function.
+ *
+ *     lunet_model *m = NULL;
+ *     int64_t sample[3] = {1, 28, 28};
+ *     lunet_model_create(&m, LUNET_DTYPE_F32, 3, sample);
+ *     lunet_model_add_flatten(m, 1, -1);
+ *     lunet_model_add_linear(m, w1, b1);
+ *     lunet_model_add_activation(m, LUNET_LAYER_RELU, 0);
+ *     lunet_model_add_linear(m, w2, b2);
+ *     lunet_model_forward(&logits, m, images);      // (N, 1, 28, 28) -> (N, 10)
+ *     lunet_model_free(m);
+ * ---------------------------------------------------------------------------------------- */
+
+typedef enum lunet_layer_kind {
+    LUNET_LAYER_LINEAR = 0,
+    LUNET_LAYER_CONV2D,
+    LUNET_LAYER_BATCH_NORM, /* one that could not be folded: a per-channel scale and shift */
+    LUNET_LAYER_MAX_POOL2D,
+    LUNET_LAYER_AVG_POOL2D,
+    LUNET_LAYER_ADAPTIVE_AVG_POOL2D,
+    LUNET_LAYER_FLATTEN,
+    LUNET_LAYER_RELU,
+    LUNET_LAYER_LEAKY_RELU, /* parameter: the negative slope */
+    LUNET_LAYER_GELU,       /* parameter: 1 for the tanh approximation, 0 for erf */
+    LUNET_LAYER_SIGMOID,
+    LUNET_LAYER_TANH,
+    LUNET_LAYER_SOFTMAX,
+    LUNET_LAYER_LOG_SOFTMAX,
+    LUNET_LAYER_KIND_COUNT
+} lunet_layer_kind;
+
+/* "linear", "conv2d", "batch_norm", "max_pool2d", ..., "log_softmax" ("?" outside the enum). */
+const char *lunet_layer_kind_name(lunet_layer_kind kind);
+
+typedef struct lunet_model lunet_model;
+
+/* An empty graph for samples of sample_shape (the input's shape without the batch dim,
+ * at most LUNET_MAX_DIMS - 1 dims) in dtype (f32 or f64). */
+lunet_status lunet_model_create(lunet_model **out, lunet_dtype dtype, int ndim, const int64_t *sample_shape);
+void lunet_model_free(lunet_model *model); /* NULL is ignored */
+
+/* Appending layers.  Tensors are copied (any strides); they must have the graph's dtype.
+ * On failure the graph is left as it was. */
+lunet_status lunet_model_add_linear(lunet_model *model, const lunet_tensor *weight, const lunet_tensor *bias);
+lunet_status lunet_model_add_conv2d(lunet_model *model, const lunet_tensor *weight, const lunet_tensor *bias,
+                                    const lunet_conv2d_params *params);
+/* Evaluation-mode batch normalisation over dim 1 with running statistics mean and var;
+ * weight and bias may be NULL (no affine transform). */
+lunet_status lunet_model_add_batch_norm(lunet_model *model, const lunet_tensor *mean, const lunet_tensor *var,
+                                        const lunet_tensor *weight, const lunet_tensor *bias, double eps);
+/* kind is LUNET_LAYER_MAX_POOL2D or LUNET_LAYER_AVG_POOL2D. */
+lunet_status lunet_model_add_pool2d(lunet_model *model, lunet_layer_kind kind, const lunet_pool2d_params *params);
+lunet_status lunet_model_add_adaptive_avg_pool2d(lunet_model *model, int64_t out_h, int64_t out_w);
+/* Merges dims start_dim..end_dim of the (N, ...) activation; start_dim >= 1 (the batch stays). */
+lunet_status lunet_model_add_flatten(lunet_model *model, int start_dim, int end_dim);
+/* RELU, LEAKY_RELU, GELU, SIGMOID or TANH, with the parameter noted at the enum. */
+lunet_status lunet_model_add_activation(lunet_model *model, lunet_layer_kind kind, double parameter);
+/* SOFTMAX or LOG_SOFTMAX over dim of the (N, ...) activation; dim is not the batch dim. */
+lunet_status lunet_model_add_softmax(lunet_model *model, lunet_layer_kind kind, int dim);
+
+/* The input's dtype and sample shape, and the output's sample shape (borrowed). */
+lunet_dtype lunet_model_dtype(const lunet_model *model);
+const int64_t *lunet_model_input_shape(const lunet_model *model, int *ndim);
+const int64_t *lunet_model_output_shape(const lunet_model *model, int *ndim);
+/* The layers as run, after fusing and folding: count and kinds, and the activation fused
+ * into layer i (LUNET_LAYER_KIND_COUNT for none). */
+size_t lunet_model_layer_count(const lunet_model *model);
+lunet_layer_kind lunet_model_layer_kind(const lunet_model *model, size_t i);
+lunet_layer_kind lunet_model_layer_activation(const lunet_model *model, size_t i);
+
+/* Runs the graph on x (N, sample_shape...), any strides, the graph's dtype; *out is a new
+ * (N, output_shape...) tensor that does not require grad.  Batches larger than the graph's
+ * buffers run in slices of LUNET_MODEL_MAX_BATCH.  One call at a time per graph: its
+ * buffers are shared (give each thread its own graph). */
+#define LUNET_MODEL_MAX_BATCH 256
+lunet_status lunet_model_forward(lunet_tensor **out, lunet_model *model, const lunet_tensor *x);
+/* The same on raw memory: input holds batch samples and output receives batch outputs, both
+ * contiguous in the graph's dtype.  This is the server's entry point. */
+lunet_status lunet_model_run(lunet_model *model, const void *input, int64_t batch, void *output);
+
+/* ------------------------------------------------------------------------------------------
  * Optimizers: one call updates every parameter in place (with grad mode ignored), the way
  * torch.optim does it.  params[i] must be a contiguous float tensor; parameters whose grad is
  * NULL are skipped.  State tensors (same shape and dtype as their parameter, contiguous) are
@@ -516,6 +611,10 @@ typedef struct lunet_string_pair {
  * crash leaves either the old file or the new one.  Names must be unique and non-empty. */
 lunet_status lunet_safetensors_write(const char *path, const lunet_named_tensor *tensors, size_t n_tensors,
                                      const lunet_string_pair *metadata, size_t n_metadata);
+
+/* Writes n bytes to path the same way (temporary file, fsync, rename, directory fsync): what
+ * the ONNX exporter and checkpoints use for files that are not safetensors. */
+lunet_status lunet_write_file_atomic(const char *path, const void *bytes, size_t n);
 
 /* A file read into memory: its tensors (in file order) and metadata. */
 typedef struct lunet_safetensors lunet_safetensors;

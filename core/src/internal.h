@@ -7,6 +7,7 @@
 
 #include "lunet.h"
 
+#include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
 
@@ -298,6 +299,81 @@ static inline void lunet__block(int64_t *first, int64_t *last, int64_t n, int wo
     int64_t a = n * worker / workers, b = n * (worker + 1) / workers;
     *first = worker == 0 ? 0 : a / align * align;
     *last = worker == workers - 1 ? n : b / align * align;
+}
+
+/* ---- writing files atomically (atomic_file.c) ------------------------------------------------ */
+
+/* Writes the whole contents into the open temporary file f (named tmp, for messages). */
+typedef lunet_status (*lunet__write_fn)(FILE *f, const char *tmp, void *ctx);
+/* Runs write into a temporary file beside path, fsyncs it, renames it over path and syncs the
+ * directory; on failure the temporary file is removed and path is untouched.  op starts the
+ * messages ("safetensors: ..."). */
+lunet_status lunet__write_atomically(const char *path, const char *op, lunet__write_fn write, void *ctx);
+/* fwrite of n bytes that reports the system's error as "op: writing tmp failed: ...". */
+lunet_status lunet__fwrite(FILE *f, const void *bytes, size_t n, const char *op, const char *tmp);
+
+/* ---- forward kernels on raw memory ----------------------------------------------------------
+ * The ops and the model graph (model_run.c) run the same kernels, so a compiled model computes
+ * the same bits as the modules it was compiled from.  All buffers are contiguous. */
+
+typedef struct lunet__conv_geometry {
+    int64_t n, c, h, w;          /* input */
+    int64_t o, kh, kw;           /* weight */
+    int64_t oh, ow;              /* output */
+    int64_t groups, cg, og;      /* groups, input and output channels per group */
+    int64_t sh, sw, ph, pw, dh, dw;
+    int64_t col_rows, col_cols;  /* cg * kh * kw, oh * ow */
+    bool pointwise;              /* 1x1, stride 1, no padding: no unfolding needed */
+} lunet__conv_geometry;
+
+/* The geometry of conv2d on x_shape (N, C, H, W) with w_shape (O, C/groups, KH, KW) (nn_conv.c). */
+lunet_status lunet__conv_geometry_of(lunet__conv_geometry *g, const int64_t x_shape[4], const int64_t w_shape[4],
+                                     const lunet_conv2d_params *p);
+/* The column scratch one image needs (0 for pointwise convolutions). */
+size_t lunet__conv_cols_bytes(const lunet__conv_geometry *g, lunet_dtype dtype);
+/* y_img (O, OH, OW) = conv(x_img (C, H, W)) + b (b may be NULL), unfolding into cols. */
+void lunet__conv2d_image(const lunet__conv_geometry *g, lunet_dtype dtype, const void *x_img, const void *w,
+                         const void *b, void *y_img, void *cols);
+
+typedef struct lunet__pool_geometry {
+    int64_t planes, h, w, oh, ow;
+    int64_t kh, kw, sh, sw, ph, pw, dh, dw;
+    bool count_include_pad;
+} lunet__pool_geometry;
+
+/* The geometry of pooling one (H, W) plane with params (nn_pool.c); planes is left 1. */
+lunet_status lunet__pool_geometry_of(lunet__pool_geometry *g, int64_t h, int64_t w, const lunet_pool2d_params *p,
+                                     const char *op);
+/* Adaptive average pooling of an (h, w) plane to (out_h, out_w). */
+lunet_status lunet__adaptive_pool_geometry_of(lunet__pool_geometry *g, int64_t h, int64_t w, int64_t out_h,
+                                              int64_t out_w);
+/* y (planes, oh, ow) from x (planes, h, w); at receives each maximum's index in its plane
+ * when not NULL. */
+void lunet__max_pool2d_forward(const lunet__pool_geometry *g, lunet_dtype dtype, void *y, int32_t *at, const void *x);
+void lunet__avg_pool2d_forward(const lunet__pool_geometry *g, lunet_dtype dtype, void *y, const void *x, bool adaptive);
+
+typedef enum lunet__activation {
+    LUNET__ACT_NONE, LUNET__ACT_RELU, LUNET__ACT_LEAKY_RELU, LUNET__ACT_GELU, LUNET__ACT_GELU_TANH,
+    LUNET__ACT_SIGMOID, LUNET__ACT_TANH
+} lunet__activation;
+
+/* y = f(x) over n elements (y may be x); slope is leaky ReLU's (nn_activation.c). */
+void lunet__activation_forward(lunet__activation kind, lunet_dtype dtype, void *y, const void *x, int64_t n,
+                               double slope);
+/* y = softmax (or log_softmax) of x seen as (outer, n, inner), over the middle dim. */
+void lunet__softmax_forward(lunet_dtype dtype, void *y, const void *x, int64_t outer, int64_t n, int64_t inner,
+                            bool log);
+
+/* The logistic function, split at 0 so that neither side overflows (pointwise.c and the graph). */
+static inline float lunet__sigmoid_f32(float x) {
+    if (x >= 0) return 1.0f / (1.0f + expf(-x));
+    float e = expf(x);
+    return e / (1.0f + e);
+}
+static inline double lunet__sigmoid_f64(double x) {
+    if (x >= 0) return 1.0 / (1.0 + exp(-x));
+    double e = exp(x);
+    return e / (1.0 + e);
 }
 
 /* conv2d's forward by the definition (seven nested loops, double accumulation): the reference

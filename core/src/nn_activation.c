@@ -182,6 +182,52 @@ static lunet_status softmax_common(lunet_tensor **out, const lunet_tensor *x, in
 lunet_status lunet_softmax(lunet_tensor **out, const lunet_tensor *x, int dim) { return softmax_common(out, x, dim, false); }
 lunet_status lunet_log_softmax(lunet_tensor **out, const lunet_tensor *x, int dim) { return softmax_common(out, x, dim, true); }
 
+/* ---- the same kernels on raw memory (the model graph) ----------------------------------------------- */
+
+/* ReLU, sigmoid and tanh with the formulas of their pointwise ops (pointwise.c). */
+#define SIMPLE_ACTIVATIONS(T, SIGMOID, TANH)                                               \
+    LUNET_VECTORIZED static void relu_raw_##T(T *y, const T *x, int64_t n) {               \
+        for (int64_t i = 0; i < n; i++) y[i] = x[i] < 0 ? (T)0 : x[i];                     \
+    }                                                                                      \
+    static void sigmoid_raw_##T(T *y, const T *x, int64_t n) {                             \
+        for (int64_t i = 0; i < n; i++) y[i] = SIGMOID(x[i]);                              \
+    }                                                                                      \
+    static void tanh_raw_##T(T *y, const T *x, int64_t n) {                                \
+        for (int64_t i = 0; i < n; i++) y[i] = TANH(x[i]);                                 \
+    }
+SIMPLE_ACTIVATIONS(float, lunet__sigmoid_f32, tanhf)
+SIMPLE_ACTIVATIONS(double, lunet__sigmoid_f64, tanh)
+
+void lunet__activation_forward(lunet__activation kind, lunet_dtype dtype, void *y, const void *x, int64_t n,
+                               double slope) {
+    bool f32 = dtype == LUNET_DTYPE_F32;
+    switch (kind) {
+    case LUNET__ACT_NONE:
+        break;
+    case LUNET__ACT_RELU:
+        f32 ? relu_raw_float(y, x, n) : relu_raw_double(y, x, n);
+        break;
+    case LUNET__ACT_SIGMOID:
+        f32 ? sigmoid_raw_float(y, x, n) : sigmoid_raw_double(y, x, n);
+        break;
+    case LUNET__ACT_TANH:
+        f32 ? tanh_raw_float(y, x, n) : tanh_raw_double(y, x, n);
+        break;
+    default: {
+        activation_kind k = kind == LUNET__ACT_LEAKY_RELU ? ACT_LEAKY_RELU : kind == LUNET__ACT_GELU ? ACT_GELU : ACT_GELU_TANH;
+        f32 ? activation_float(y, x, NULL, n, k, slope) : activation_double(y, x, NULL, n, k, slope);
+        break;
+    }
+    }
+}
+
+void lunet__softmax_forward(lunet_dtype dtype, void *y, const void *x, int64_t outer, int64_t n, int64_t inner,
+                            bool log) {
+    split3 d = {outer, n, inner};
+    if (dtype == LUNET_DTYPE_F32) softmax_float(y, x, d, log);
+    else softmax_double(y, x, d, log);
+}
+
 /* ---- dropout --------------------------------------------------------------------------------------- */
 
 /* The gradient is the incoming one times the saved scaled mask (0 or 1 / (1 - p)). */

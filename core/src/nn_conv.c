@@ -15,15 +15,6 @@
 
 #include <string.h>
 
-typedef struct conv_geometry {
-    int64_t n, c, h, w;    /* input */
-    int64_t o, kh, kw;     /* weight */
-    int64_t oh, ow;        /* output */
-    int64_t groups, cg, og; /* groups, input and output channels per group */
-    int64_t sh, sw, ph, pw, dh, dw;
-    int64_t col_rows, col_cols; /* cg * kh * kw, oh * ow */
-    bool pointwise;             /* 1x1, stride 1, no padding: no unfolding needed */
-} conv_geometry;
 
 /* ---- unfolding -------------------------------------------------------------------------------- */
 
@@ -37,7 +28,7 @@ static inline void valid_columns(int64_t *lo, int64_t *hi, int64_t x0, int64_t w
 
 #define IM2COL(T)                                                                          \
     /* cols (cg*kh*kw, oh*ow) from one image's group x (cg, h, w). */                      \
-    LUNET_VECTORIZED static void im2col_##T(T *cols, const T *x, const conv_geometry *g) {  \
+    LUNET_VECTORIZED static void im2col_##T(T *cols, const T *x, const lunet__conv_geometry *g) {  \
         for (int64_t c = 0; c < g->cg; c++)                                                \
             for (int64_t ki = 0; ki < g->kh; ki++)                                         \
                 for (int64_t kj = 0; kj < g->kw; kj++) {                                   \
@@ -67,7 +58,7 @@ static inline void valid_columns(int64_t *lo, int64_t *hi, int64_t x0, int64_t w
                 }                                                                          \
     }                                                                                      \
     /* dx (cg, h, w) += the columns folded back onto the image. */                         \
-    LUNET_VECTORIZED static void col2im_##T(T *dx, const T *cols, const conv_geometry *g) { \
+    LUNET_VECTORIZED static void col2im_##T(T *dx, const T *cols, const lunet__conv_geometry *g) { \
         for (int64_t c = 0; c < g->cg; c++)                                                \
             for (int64_t ki = 0; ki < g->kh; ki++)                                         \
                 for (int64_t kj = 0; kj < g->kw; kj++) {                                   \
@@ -127,43 +118,39 @@ static void add_row_sums(lunet_dtype dtype, void *db, const void *dy, int64_t o,
     else add_row_sums_double(db, dy, o, positions);
 }
 
-static void im2col(lunet_dtype dtype, void *cols, const void *x, const conv_geometry *g) {
+static void im2col(lunet_dtype dtype, void *cols, const void *x, const lunet__conv_geometry *g) {
     if (dtype == LUNET_DTYPE_F32) im2col_float(cols, x, g);
     else im2col_double(cols, x, g);
 }
 
-static void col2im(lunet_dtype dtype, void *dx, const void *cols, const conv_geometry *g) {
+static void col2im(lunet_dtype dtype, void *dx, const void *cols, const lunet__conv_geometry *g) {
     if (dtype == LUNET_DTYPE_F32) col2im_float(dx, cols, g);
     else col2im_double(dx, cols, g);
 }
 
 /* ---- geometry ---------------------------------------------------------------------------------- */
 
-static lunet_status conv_geometry_of(conv_geometry *g, const lunet_tensor *x, const lunet_tensor *w,
-                                     const lunet_tensor *b, const lunet_conv2d_params *p) {
+lunet_status lunet__conv_geometry_of(lunet__conv_geometry *g, const int64_t x_shape[4], const int64_t w_shape[4],
+                                    const lunet_conv2d_params *p) {
     /* shapes are formatted only for an error: this runs on every call */
     char sx[LUNET__SHAPE_BUF], sw[LUNET__SHAPE_BUF];
-#define X_SHAPE lunet__shape_str(sx, sizeof sx, x)
-#define W_SHAPE lunet__shape_str(sw, sizeof sw, w)
-    if (x->ndim != 4) return lunet__fail(LUNET_ERR_SHAPE, "conv2d: input must be (N, C, H, W), got %s", X_SHAPE);
-    if (w->ndim != 4) return lunet__fail(LUNET_ERR_SHAPE, "conv2d: weight must be (O, C/groups, KH, KW), got %s", W_SHAPE);
+#define X_SHAPE lunet_shape_format(sx, sizeof sx, 4, x_shape)
+#define W_SHAPE lunet_shape_format(sw, sizeof sw, 4, w_shape)
     for (int i = 0; i < 2; i++)
         if (p->stride[i] < 1 || p->dilation[i] < 1 || p->padding[i] < 0)
             return lunet__fail(LUNET_ERR_ARG, "conv2d: stride and dilation must be >= 1 and padding >= 0");
-    *g = (conv_geometry){.n = x->shape[0], .c = x->shape[1], .h = x->shape[2], .w = x->shape[3],
-                         .o = w->shape[0], .kh = w->shape[2], .kw = w->shape[3], .groups = p->groups,
-                         .sh = p->stride[0], .sw = p->stride[1], .ph = p->padding[0], .pw = p->padding[1],
-                         .dh = p->dilation[0], .dw = p->dilation[1]};
+    *g = (lunet__conv_geometry){.n = x_shape[0], .c = x_shape[1], .h = x_shape[2], .w = x_shape[3],
+                                .o = w_shape[0], .kh = w_shape[2], .kw = w_shape[3], .groups = p->groups,
+                                .sh = p->stride[0], .sw = p->stride[1], .ph = p->padding[0], .pw = p->padding[1],
+                                .dh = p->dilation[0], .dw = p->dilation[1]};
     if (g->groups < 1 || g->c % g->groups || g->o % g->groups)
         return lunet__fail(LUNET_ERR_ARG, "conv2d: groups %lld must divide the input channels %lld and output channels %lld",
                            (long long)g->groups, (long long)g->c, (long long)g->o);
     g->cg = g->c / g->groups;
     g->og = g->o / g->groups;
-    if (w->shape[1] != g->cg)
+    if (w_shape[1] != g->cg)
         return lunet__fail(LUNET_ERR_SHAPE, "conv2d: weight %s expects %lld input channels per group, input %s has %lld",
-                           W_SHAPE, (long long)w->shape[1], X_SHAPE, (long long)g->cg);
-    if (b && (b->ndim != 1 || b->shape[0] != g->o))
-        return lunet__fail(LUNET_ERR_SHAPE, "conv2d: bias must have %lld entries", (long long)g->o);
+                           W_SHAPE, (long long)w_shape[1], X_SHAPE, (long long)g->cg);
     int64_t span_h = g->dh * (g->kh - 1) + 1, span_w = g->dw * (g->kw - 1) + 1;
     if (g->h + 2 * g->ph < span_h || g->w + 2 * g->pw < span_w)
         return lunet__fail(LUNET_ERR_SHAPE, "conv2d: the %lldx%lld kernel (dilated to %lldx%lld) does not fit the padded %lldx%lld input %s",
@@ -179,9 +166,42 @@ static lunet_status conv_geometry_of(conv_geometry *g, const lunet_tensor *x, co
     return LUNET_OK;
 }
 
-/* The column buffer for one image and group, or NULL when the convolution needs none. */
-static lunet_status column_buffer(void **cols, size_t *bytes, const conv_geometry *g, lunet_dtype dtype) {
-    *bytes = g->pointwise ? 0 : (size_t)(g->col_rows * g->col_cols) * lunet_dtype_size(dtype);
+/* The checks of lunet__conv_geometry_of on tensors, plus the ranks and the bias. */
+static lunet_status conv_geometry_of_tensors(lunet__conv_geometry *g, const lunet_tensor *x, const lunet_tensor *w,
+                                             const lunet_tensor *b, const lunet_conv2d_params *p) {
+    char sx[LUNET__SHAPE_BUF], sw[LUNET__SHAPE_BUF];
+    if (x->ndim != 4)
+        return lunet__fail(LUNET_ERR_SHAPE, "conv2d: input must be (N, C, H, W), got %s", lunet__shape_str(sx, sizeof sx, x));
+    if (w->ndim != 4)
+        return lunet__fail(LUNET_ERR_SHAPE, "conv2d: weight must be (O, C/groups, KH, KW), got %s",
+                           lunet__shape_str(sw, sizeof sw, w));
+    LUNET_TRY(lunet__conv_geometry_of(g, x->shape, w->shape, p));
+    if (b && (b->ndim != 1 || b->shape[0] != g->o))
+        return lunet__fail(LUNET_ERR_SHAPE, "conv2d: bias must have %lld entries", (long long)g->o);
+    return LUNET_OK;
+}
+
+size_t lunet__conv_cols_bytes(const lunet__conv_geometry *g, lunet_dtype dtype) {
+    return g->pointwise ? 0 : (size_t)(g->groups * g->col_rows * g->col_cols) * lunet_dtype_size(dtype);
+}
+
+void lunet__conv2d_image(const lunet__conv_geometry *g, lunet_dtype dt, const void *x_img, const void *w, const void *b,
+                         void *y_img, void *cols) {
+    size_t z = lunet_dtype_size(dt);
+    if (b) fill_bias(dt, y_img, b, g->o, g->col_cols); /* the GEMM adds onto it */
+    for (int64_t gi = 0; gi < g->groups; gi++) {
+        const char *x_g = (const char *)x_img + (size_t)(gi * g->cg * g->h * g->w) * z;
+        char *cols_g = g->pointwise ? NULL : (char *)cols + (size_t)(gi * g->col_rows * g->col_cols) * z;
+        if (cols_g) im2col(dt, cols_g, x_g, g);
+        lunet__gemm(LUNET__SPLIT_ANY, dt, false, false, g->og, g->col_cols, g->col_rows, 1,
+                    (const char *)w + (size_t)(gi * g->og * g->col_rows) * z, g->col_rows, cols_g ? cols_g : x_g,
+                    g->col_cols, b ? 1 : 0, (char *)y_img + (size_t)(gi * g->og * g->col_cols) * z, g->col_cols);
+    }
+}
+
+/* The column buffer for one image (all its groups), or NULL when the convolution needs none. */
+static lunet_status column_buffer(void **cols, size_t *bytes, const lunet__conv_geometry *g, lunet_dtype dtype) {
+    *bytes = lunet__conv_cols_bytes(g, dtype);
     *cols = NULL;
     if (*bytes && !(*cols = lunet__alloc(*bytes))) return lunet__nomem("conv2d");
     return LUNET_OK;
@@ -197,7 +217,7 @@ static lunet_status column_buffer(void **cols, size_t *bytes, const conv_geometr
  * so results do not depend on timing. */
 
 typedef struct conv_job {
-    const conv_geometry *g;
+    const lunet__conv_geometry *g;
     lunet_dtype dt;
     const lunet_tensor *x, *w, *b, *kept, *dy;
     lunet_tensor *y, *dx;
@@ -205,29 +225,22 @@ typedef struct conv_job {
 } conv_job;
 
 static lunet_status forward_images(const conv_job *j, int64_t first, int64_t last) {
-    const conv_geometry *g = j->g;
+    const lunet__conv_geometry *g = j->g;
     size_t z = lunet_dtype_size(j->dt);
     void *cols = NULL;
     size_t cols_bytes = 0;
     if (!j->kept) LUNET_TRY(column_buffer(&cols, &cols_bytes, g, j->dt));
     for (int64_t n = first; n < last; n++) {
-        char *y_img = lunet__data(j->y) + (size_t)(n * g->o * g->col_cols) * z;
-        if (j->b) fill_bias(j->dt, y_img, lunet__data(j->b), g->o, g->col_cols); /* the GEMM adds onto it */
-        for (int64_t gi = 0; gi < g->groups; gi++) {
-            const char *x_img = lunet__data(j->x) + (size_t)((n * g->c + gi * g->cg) * g->h * g->w) * z;
-            if (j->kept) cols = lunet__data(j->kept) + (size_t)((n * g->groups + gi) * g->col_rows * g->col_cols) * z;
-            if (cols) im2col(j->dt, cols, x_img, g);
-            lunet__gemm(LUNET__SPLIT_ANY, j->dt, false, false, g->og, g->col_cols, g->col_rows, 1,
-                        lunet__data(j->w) + (size_t)(gi * g->og * g->col_rows) * z, g->col_rows, cols ? cols : x_img,
-                        g->col_cols, j->b ? 1 : 0, y_img + (size_t)(gi * g->og * g->col_cols) * z, g->col_cols);
-        }
+        if (j->kept) cols = lunet__data(j->kept) + (size_t)(n * g->groups * g->col_rows * g->col_cols) * z;
+        lunet__conv2d_image(g, j->dt, lunet__data(j->x) + (size_t)(n * g->c * g->h * g->w) * z, lunet__data(j->w),
+                            j->b ? lunet__data(j->b) : NULL, lunet__data(j->y) + (size_t)(n * g->o * g->col_cols) * z, cols);
     }
     if (!j->kept) lunet__free(cols, cols_bytes);
     return LUNET_OK;
 }
 
 static lunet_status backward_images(const conv_job *j, int64_t first, int64_t last) {
-    const conv_geometry *g = j->g;
+    const lunet__conv_geometry *g = j->g;
     size_t z = lunet_dtype_size(j->dt);
     void *cols = NULL;
     size_t cols_bytes = 0;
@@ -291,8 +304,8 @@ static lunet_status conv2d_backward(lunet__node *node, const lunet_tensor *grad,
     const lunet_tensor *x = node->saved[0], *w = node->saved[1], *kept = node->saved[2];
     lunet_conv2d_params p = {{node->iarg[0], node->iarg[1]}, {node->iarg[2], node->iarg[3]},
                              {node->iarg[4], node->iarg[5]}, node->iarg[6]};
-    conv_geometry g;
-    LUNET_TRY(conv_geometry_of(&g, x, w, NULL, &p));
+    lunet__conv_geometry g;
+    LUNET_TRY(conv_geometry_of_tensors(&g, x, w, NULL, &p));
     lunet_dtype dt = x->dtype;
     size_t z = lunet_dtype_size(dt);
     int workers = lunet__workers_for(g.n, 1);
@@ -337,8 +350,8 @@ lunet_status lunet_conv2d(lunet_tensor **out, const lunet_tensor *x, const lunet
     const lunet_tensor *operands[3] = {x, weight, bias};
     static const char *const names[3] = {"input", "weight", "bias"};
     LUNET_TRY(lunet__check_float_operands("conv2d", 3, operands, names));
-    conv_geometry g;
-    LUNET_TRY(conv_geometry_of(&g, x, weight, bias, params));
+    lunet__conv_geometry g;
+    LUNET_TRY(conv_geometry_of_tensors(&g, x, weight, bias, params));
     lunet_dtype dt = x->dtype;
     int64_t shape[4] = {g.n, g.o, g.oh, g.ow};
     lunet_tensor *xc = NULL, *wc = NULL, *bc = NULL, *y = NULL, *kept = NULL;
@@ -380,8 +393,8 @@ lunet_status lunet_conv2d(lunet_tensor **out, const lunet_tensor *x, const lunet
 lunet_status lunet__conv2d_reference(lunet_tensor **out, const lunet_tensor *x, const lunet_tensor *weight,
                                      const lunet_tensor *bias, const lunet_conv2d_params *params) {
     *out = NULL;
-    conv_geometry g;
-    LUNET_TRY(conv_geometry_of(&g, x, weight, bias, params));
+    lunet__conv_geometry g;
+    LUNET_TRY(conv_geometry_of_tensors(&g, x, weight, bias, params));
     int64_t shape[4] = {g.n, g.o, g.oh, g.ow};
     LUNET_TRY(lunet__tensor_new(out, x->dtype, 4, shape, "conv2d_reference"));
     char *y = lunet__data(*out);

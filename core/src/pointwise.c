@@ -35,17 +35,6 @@ typedef enum unary_kind {
 #define F32_MATH(fn) fn##f
 #define F64_MATH(fn) fn
 
-static inline float sigmoid_scalar_f32(float x) {
-    if (x >= 0) return 1.0f / (1.0f + expf(-x));
-    float e = expf(x);
-    return e / (1.0f + e);
-}
-static inline double sigmoid_scalar_f64(double x) {
-    if (x >= 0) return 1.0 / (1.0 + exp(-x));
-    double e = exp(x);
-    return e / (1.0 + e);
-}
-
 /* Integer power by squaring with wrap-around; the exponent is checked non-negative first. */
 #define IPOW(N, T, U)                                                                      \
     static inline T ipow_##N(T base, T e) {                                                \
@@ -200,8 +189,8 @@ LUNET__FOR_EACH_DTYPE(ALL_DTYPE_UNARY)
     UNARY_ROW(sqrt_##N, T, M(sqrt)(x))                                                     \
     UNARY_ROW(sigmoid_##N, T, SIGMOID_##N(x))                                              \
     UNARY_ROW(tanh_##N, T, M(tanh)(x))
-#define SIGMOID_F32 sigmoid_scalar_f32
-#define SIGMOID_F64 sigmoid_scalar_f64
+#define SIGMOID_F32 lunet__sigmoid_f32
+#define SIGMOID_F64 lunet__sigmoid_f64
 FLOAT_UNARY(F32, float, F32_MATH)
 FLOAT_UNARY(F64, double, F64_MATH)
 #undef FLOAT_UNARY

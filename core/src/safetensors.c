@@ -697,86 +697,28 @@ static lunet_status build_header(lunet__json_writer *w, const char *path, const 
     return LUNET_OK;
 }
 
-/* fwrite that reports the system's error. */
-static lunet_status write_bytes(FILE *f, const void *bytes, size_t n, const char *tmp) {
-    if (n == 0) return LUNET_OK;
-    errno = 0;
-    if (fwrite(bytes, 1, n, f) != n)
-        return lunet__fail(LUNET_ERR_IO, "safetensors: writing %s failed: %s", tmp,
-                           errno ? strerror(errno) : "short write");
-    return LUNET_OK;
-}
+typedef struct safetensors_contents {
+    const lunet__json_writer *header;
+    const lunet_named_tensor *tensors;
+    size_t n;
+} safetensors_contents;
 
-static lunet_status write_contents(FILE *f, const lunet__json_writer *header,
-                                   const lunet_named_tensor *tensors, size_t n, const char *tmp) {
+/* The 8-byte header length, the header, then each tensor's bytes (lunet__write_fn). */
+static lunet_status write_contents(FILE *f, const char *tmp, void *ctx) {
+    const safetensors_contents *c = ctx;
     unsigned char prefix[8];
     for (int i = 0; i < 8; i++)
-        prefix[i] = (unsigned char)((uint64_t)header->len >> (8 * i));
-    LUNET_TRY(write_bytes(f, prefix, 8, tmp));
-    LUNET_TRY(write_bytes(f, header->data, header->len, tmp));
-    for (size_t i = 0; i < n; i++) {
-        lunet_tensor *c = NULL; /* t itself when it is contiguous: no copy */
-        LUNET_TRY(lunet__contiguous_nograd(&c, tensors[i].tensor));
-        lunet_status s = write_bytes(f, lunet__data(c), (size_t)c->numel * lunet_dtype_size(c->dtype), tmp);
-        lunet_tensor_release(c);
+        prefix[i] = (unsigned char)((uint64_t)c->header->len >> (8 * i));
+    LUNET_TRY(lunet__fwrite(f, prefix, 8, "safetensors", tmp));
+    LUNET_TRY(lunet__fwrite(f, c->header->data, c->header->len, "safetensors", tmp));
+    for (size_t i = 0; i < c->n; i++) {
+        lunet_tensor *t = NULL; /* the tensor itself when it is contiguous: no copy */
+        LUNET_TRY(lunet__contiguous_nograd(&t, c->tensors[i].tensor));
+        lunet_status s = lunet__fwrite(f, lunet__data(t), (size_t)t->numel * lunet_dtype_size(t->dtype), "safetensors", tmp);
+        lunet_tensor_release(t);
         LUNET_TRY(s);
     }
-    if (fflush(f) != 0)
-        return lunet__fail(LUNET_ERR_IO, "safetensors: writing %s failed: %s", tmp, strerror(errno));
-    /* The data must be on disk before the rename makes it the file, or a crash could leave a
-     * renamed but empty file behind. */
-    if (fsync(fileno(f)) != 0)
-        return lunet__fail(LUNET_ERR_IO, "safetensors: syncing %s failed: %s", tmp, strerror(errno));
     return LUNET_OK;
-}
-
-/* Makes the rename itself durable.  Filesystems that cannot sync a directory say EINVAL; there
- * is nothing more to do on those. */
-static lunet_status sync_directory(const char *path) {
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-    if (!dir) return lunet__nomem("safetensors");
-    lunet_status s = LUNET_OK;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0 || (fsync(fd) != 0 && errno != EINVAL))
-        s = lunet__fail(LUNET_ERR_IO, "safetensors: %s: written, but syncing its directory %s failed: %s",
-                        path, dir, strerror(errno));
-    if (fd >= 0) close(fd);
-    free(dir);
-    return s;
-}
-
-/* Writes the file under a temporary name beside path, then renames it over path. */
-static lunet_status write_atomically(const char *path, const lunet__json_writer *header,
-                                     const lunet_named_tensor *tensors, size_t n) {
-    size_t tmp_size = strlen(path) + 32;
-    char *tmp = malloc(tmp_size);
-    if (!tmp) return lunet__nomem("safetensors");
-    snprintf(tmp, tmp_size, "%s.tmp.%ld", path, (long)getpid());
-    /* O_NOFOLLOW: a symlink planted at the temporary name must not redirect the write. */
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0666);
-    if (fd < 0) {
-        lunet_status s = lunet__fail(LUNET_ERR_IO, "safetensors: %s: cannot create the temporary file %s: %s",
-                                     path, tmp, strerror(errno));
-        free(tmp);
-        return s;
-    }
-    FILE *f = fdopen(fd, "wb");
-    lunet_status s = f ? write_contents(f, header, tensors, n, tmp)
-                       : lunet__fail(LUNET_ERR_IO, "safetensors: %s: %s", tmp, strerror(errno));
-    if (f ? fclose(f) != 0 : close(fd) != 0) {
-        if (s == LUNET_OK)
-            s = lunet__fail(LUNET_ERR_IO, "safetensors: closing %s failed: %s", tmp, strerror(errno));
-    }
-    if (s == LUNET_OK && rename(tmp, path) != 0)
-        s = lunet__fail(LUNET_ERR_IO, "safetensors: %s: cannot rename %s over it: %s", path, tmp,
-                        strerror(errno));
-    if (s != LUNET_OK)
-        unlink(tmp);
-    else
-        s = sync_directory(path);
-    free(tmp);
-    return s;
 }
 
 lunet_status lunet_safetensors_write(const char *path, const lunet_named_tensor *tensors, size_t n_tensors,
@@ -790,7 +732,8 @@ lunet_status lunet_safetensors_write(const char *path, const lunet_named_tensor 
     LUNET_TRY(check_metadata_pairs(path, metadata, n_metadata));
     lunet__json_writer header = {0};
     lunet_status s = build_header(&header, path, tensors, n_tensors, metadata, n_metadata);
-    if (s == LUNET_OK) s = write_atomically(path, &header, tensors, n_tensors);
+    safetensors_contents contents = {&header, tensors, n_tensors};
+    if (s == LUNET_OK) s = lunet__write_atomically(path, "safetensors", write_contents, &contents);
     lunet__json_writer_free(&header);
     return s;
 }

@@ -157,6 +157,8 @@ size_t lunet_tensor_storage_nbytes(const lunet_tensor *t) { return t->storage->n
 bool lunet_tensor_shares_storage(const lunet_tensor *a, const lunet_tensor *b) { return a->storage == b->storage; }
 void lunet_tensor_mark_modified(lunet_tensor *t) { atomic_fetch_add(&t->storage->version, 1); }
 
+unsigned lunet_tensor_version(const lunet_tensor *t) { return atomic_load(&t->storage->version); }
+
 bool lunet_tensor_is_contiguous(const lunet_tensor *t) {
     if (t->numel == 0) return true; /* no element is out of place, as in PyTorch */
     int64_t expected = 1;

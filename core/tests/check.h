@@ -84,6 +84,17 @@ static inline lunet_tensor *tensor_of(lunet_dtype dtype, int ndim, const int64_t
     return t;
 }
 
+/* Standard normal values in dtype, drawn in f64 so that the f32 and f64 tests see the same
+ * numbers. */
+static inline lunet_tensor *randn(lunet_dtype dtype, int ndim, const int64_t *shape) {
+    lunet_tensor *t = NULL, *c = NULL;
+    lunet_tensor_randn(&t, LUNET_DTYPE_F64, ndim, shape);
+    if (dtype == LUNET_DTYPE_F64) return t;
+    lunet_tensor_to(&c, t, dtype);
+    lunet_tensor_release(t);
+    return c;
+}
+
 /* Element i of t in C order (any strides) as double. */
 static inline double element(const lunet_tensor *t, int64_t flat) {
     int64_t index[LUNET_MAX_DIMS];

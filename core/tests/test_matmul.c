@@ -1,18 +1,6 @@
 /* test_matmul.c: the BLAS path held to the plain-loop reference, shapes and errors. */
 #include "check.h"
 
-static lunet_tensor *randn(lunet_dtype dtype, int ndim, const int64_t *shape) {
-    lunet_tensor *t = NULL;
-    lunet_tensor_randn(&t, LUNET_DTYPE_F64, ndim, shape);
-    if (dtype != LUNET_DTYPE_F64) {
-        lunet_tensor *c = NULL;
-        lunet_tensor_to(&c, t, dtype);
-        lunet_tensor_release(t);
-        t = c;
-    }
-    return t;
-}
-
 /* Random sizes, plain and transposed operands, batch broadcasting: BLAS vs reference. */
 static void test_blas_matches_reference(void) {
     const int64_t sizes[] = {1, 2, 3, 7, 16, 33};

@@ -2,15 +2,6 @@
  * gradients by central differences in f64. */
 #include "check.h"
 
-static lunet_tensor *randn(lunet_dtype dtype, int ndim, const int64_t *shape) {
-    lunet_tensor *t = NULL, *c = NULL;
-    lunet_tensor_randn(&t, LUNET_DTYPE_F64, ndim, shape);
-    if (dtype == LUNET_DTYPE_F64) return t;
-    lunet_tensor_to(&c, t, dtype);
-    lunet_tensor_release(t);
-    return c;
-}
-
 /* Every combination of stride, padding, dilation and groups: im2col + GEMM = the definition. */
 static void test_conv2d_matches_reference(void) {
     double worst[2] = {0, 0};

@@ -70,5 +70,6 @@ lunet.onnx = require("lunet.onnx")
 lunet.checkpoint = require("lunet.checkpoint")
 --- Rebuilds a model saved with model:save (lunet.model_file.load).
 lunet.load = require("lunet.model_file").load
+lunet.compile = require("lunet.compile").compile
 
 return lunet

@@ -15,6 +15,7 @@ local optim = require("lunet.optim")
 local CrossEntropyLoss = require("lunet.nn.CrossEntropyLoss")
 local History = require("lunet.History")
 local progress = require("lunet.progress")
+local compile = require("lunet.compile")
 
 local train = {}
 
@@ -40,6 +41,14 @@ local function as_dataset(d, fn)
   if type(d) == "table" and type(d.size) == "function" and type(d.batch) == "function" then return d end
   if type(d) == "table" and core.is_tensor(d[1]) then return data.TensorDataset(d[1], d[2]) end
   error(fn .. ": expected a dataset (data.TensorDataset) or a pair {x, y} of tensors", 3)
+end
+
+-- The model's outputs for x in evaluation mode: through its compiled C graph when it has one
+-- (lunet.compile), else through the modules.
+local function infer(model, x)
+  local graph = compile.current_graph(model, x)
+  if graph then return graph:forward(x) end
+  return model(x)
 end
 
 -- Runs fn with the model in evaluation mode and without autograd, restoring both after.
@@ -81,7 +90,7 @@ function train.evaluate(model, dataset, opts)
   return evaluating(model, function()
     local loss_sum, count, confusion = 0, 0, nil
     for xb, yb in loader:batches() do
-      local out = model(xb)
+      local out = infer(model, xb)
       local n = xb:size(1)
       if yb ~= nil then loss_sum = loss_sum + criterion(out, yb):item() * n end
       count = count + n
@@ -112,6 +121,10 @@ function train.predict(model, x, opts)
   if type(x) == "table" and core.is_tensor(x.x) then x = x.x end
   if not core.is_tensor(x) then error("predict: expected a tensor of inputs", 2) end
   local batch_size = opts.batch_size or 256
+  -- The compiled graph is inference-only whatever the model's mode, runs no autograd, and
+  -- runs big batches in slices itself.
+  local graph = compile.current_graph(model, x)
+  if graph then return graph:forward(x) end
   return evaluating(model, function()
     local n = x:size(1)
     if n <= batch_size then return model(x) end

@@ -257,23 +257,11 @@ function export.encode(model, path, opts)
     { name = "output", dims = symbolic_batch(output_shape, dynamic) }, lunet_core.version)
 end
 
--- Writes bytes to path through a temporary file in the same directory and a rename, so that
--- readers see the old file or the whole new one.
+-- Writes bytes to path through a temporary file in the same directory, fsync and a rename, so
+-- that readers, and a machine that loses power, see the old file or the whole new one.
 function export.write_atomically(path, bytes)
-  local tmp = string.format("%s.tmp.%s", path, tostring({}):match("0x(%x+)") or "0")
-  local f, err = io.open(tmp, "wb")
-  if not f then fail(path, "cannot create the temporary file: %s", err) end
-  local ok, write_err = f:write(bytes)
-  local closed, close_err = f:close()
-  if not ok or not closed then
-    os.remove(tmp)
-    fail(path, "writing %s failed: %s", tmp, tostring(write_err or close_err))
-  end
-  local renamed, rename_err = os.rename(tmp, path)
-  if not renamed then
-    os.remove(tmp)
-    fail(path, "cannot rename %s over it: %s", tmp, tostring(rename_err))
-  end
+  local ok, err = pcall(lunet_core.write_file_atomic, path, bytes)
+  if not ok then error("onnx.export: " .. tostring(err), 0) end
 end
 
 return export

@@ -1,0 +1,53 @@
+/*
+ * model.h: the model graph's structures, shared by model.c (building: shapes, fusing,
+ * folding) and model_run.c (running: buffers, threads, kernels).  Private to core/src.
+ */
+#ifndef LUNET_MODEL_H
+#define LUNET_MODEL_H
+
+#include "internal.h"
+
+/* One layer as it runs.  Shapes are per sample (no batch dim). */
+typedef struct model_layer {
+    lunet_layer_kind kind;
+    lunet_layer_kind fused;         /* the activation run on the output, or LUNET_LAYER_KIND_COUNT */
+    lunet__activation activation;   /* the kernel of `fused` (or of the layer itself) */
+    double slope;                   /* leaky ReLU's */
+    int in_ndim, out_ndim;
+    int64_t in_shape[LUNET_MAX_DIMS], out_shape[LUNET_MAX_DIMS];
+    int64_t in_numel, out_numel;
+    /* linear: weight (out, in) and bias; conv2d: weight (O, C/g, KH, KW) and bias;
+     * batch_norm: per-channel scale and shift.  Owned, contiguous, the graph's dtype. */
+    void *weight, *bias;
+    size_t weight_bytes, bias_bytes;
+    int64_t rows, features;         /* linear: rows per sample and in_features; batch_norm: channels, inner */
+    int64_t out_features;
+    lunet__conv_geometry conv;      /* n = 1: one image */
+    lunet__pool_geometry pool;      /* planes = the channels of one sample */
+    int64_t outer, n, inner;        /* softmax over one sample */
+    bool log;                       /* log_softmax */
+} model_layer;
+
+struct lunet_model {
+    lunet_dtype dtype;
+    size_t elem;                    /* bytes per element */
+    int in_ndim;
+    int64_t in_shape[LUNET_MAX_DIMS];
+    int64_t in_numel;
+    model_layer *layers;
+    size_t n_layers, cap_layers;
+    int64_t widest;                 /* the most elements any activation has per sample */
+    size_t cols_bytes;              /* the most column scratch one conv image needs */
+    /* buffers for `capacity` samples: two activations and a column scratch per worker */
+    int64_t capacity;
+    int workers;
+    void *buffer[2];
+    size_t buffer_bytes;
+    void *cols;
+    size_t cols_total;
+};
+
+/* The activation kernel of an activation kind. */
+lunet__activation model_activation_kernel(lunet_layer_kind kind, double parameter);
+
+#endif /* LUNET_MODEL_H */

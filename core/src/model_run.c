@@ -1,0 +1,205 @@
+/*
+ * model_run.c: running a model graph.  A batch flows through two activation buffers in
+ * turn (ping-pong), each sized for the widest activation of the graph; the first layer
+ * reads the caller's input and the last writes the caller's output directly.  Layers that
+ * work element by element (activations, an unfolded BatchNorm) run in place.
+ *
+ * Threads: a Linear layer is one GEMM over the whole batch, which lunet__gemm shares among
+ * the threads itself.  Every other layer works sample by sample, so the batch is split into
+ * one contiguous block of samples per worker; a Conv2d worker unfolds into its own column
+ * scratch and applies the fused activation to each image while it is still in cache.
+ */
+#include "model.h"
+
+#include <string.h>
+
+/* Elements of work per worker below which splitting a layer costs more than it saves. */
+#define MIN_WORK_PER_WORKER (1 << 15)
+
+/* ---- buffers -------------------------------------------------------------------------------------- */
+
+/* Makes room for `batch` samples (at most LUNET_MODEL_MAX_BATCH); keeps larger buffers. */
+static lunet_status reserve(lunet_model *m, int64_t batch) {
+    int workers = lunet_get_num_threads();
+    if (batch <= m->capacity && workers <= m->workers) return LUNET_OK;
+    int64_t capacity = batch > m->capacity ? batch : m->capacity;
+    size_t buffer_bytes = (size_t)(capacity * m->widest) * m->elem;
+    size_t cols_total = m->cols_bytes * (size_t)workers;
+    void *b0 = lunet__alloc(buffer_bytes), *b1 = lunet__alloc(buffer_bytes), *cols = lunet__alloc(cols_total);
+    if (!b0 || !b1 || (cols_total && !cols)) {
+        lunet__free(b0, buffer_bytes);
+        lunet__free(b1, buffer_bytes);
+        lunet__free(cols, cols_total);
+        return lunet__nomem("model");
+    }
+    lunet__free(m->buffer[0], m->buffer_bytes);
+    lunet__free(m->buffer[1], m->buffer_bytes);
+    lunet__free(m->cols, m->cols_total);
+    m->buffer[0] = b0, m->buffer[1] = b1, m->cols = cols;
+    m->buffer_bytes = buffer_bytes, m->cols_total = cols_total;
+    m->capacity = capacity, m->workers = workers;
+    return LUNET_OK;
+}
+
+/* ---- layers, on a block of samples ------------------------------------------------------------------ */
+
+typedef struct run_step {
+    const lunet_model *m;
+    const model_layer *l;
+    const char *in;
+    char *out;
+} run_step;
+
+static void conv_block(const run_step *r, int64_t first, int64_t last, int worker) {
+    const model_layer *l = r->l;
+    size_t z = r->m->elem;
+    void *cols = (char *)r->m->cols + (size_t)worker * r->m->cols_bytes;
+    for (int64_t n = first; n < last; n++) {
+        char *y = r->out + (size_t)(n * l->out_numel) * z;
+        lunet__conv2d_image(&l->conv, r->m->dtype, r->in + (size_t)(n * l->in_numel) * z, l->weight, l->bias, y, cols);
+        lunet__activation_forward(l->activation, r->m->dtype, y, y, l->out_numel, l->slope);
+    }
+}
+
+/* y = x scale[c] + shift[c] for the channels of each sample (an unfolded BatchNorm). */
+#define SCALE_SHIFT(T)                                                                     \
+    static void scale_shift_##T(T *y, const T *x, const T *scale, const T *shift, int64_t samples, int64_t c, \
+                                int64_t inner) {                                           \
+        for (int64_t s = 0; s < samples; s++)                                              \
+            for (int64_t ch = 0; ch < c; ch++) {                                           \
+                const T *xs = x + (s * c + ch) * inner;                                    \
+                T *ys = y + (s * c + ch) * inner;                                          \
+                for (int64_t i = 0; i < inner; i++) ys[i] = xs[i] * scale[ch] + shift[ch]; \
+            }                                                                              \
+    }
+SCALE_SHIFT(float)
+SCALE_SHIFT(double)
+
+/* Every layer but Linear and Conv2d, on samples [first, last). */
+static void sample_block(const run_step *r, int64_t first, int64_t last) {
+    const model_layer *l = r->l;
+    lunet_dtype dt = r->m->dtype;
+    size_t z = r->m->elem;
+    int64_t count = last - first;
+    const char *in = r->in + (size_t)(first * l->in_numel) * z;
+    char *out = r->out + (size_t)(first * l->out_numel) * z;
+    switch (l->kind) {
+    case LUNET_LAYER_MAX_POOL2D:
+    case LUNET_LAYER_AVG_POOL2D:
+    case LUNET_LAYER_ADAPTIVE_AVG_POOL2D: {
+        lunet__pool_geometry g = l->pool;
+        g.planes *= count;
+        if (l->kind == LUNET_LAYER_MAX_POOL2D) lunet__max_pool2d_forward(&g, dt, out, NULL, in);
+        else lunet__avg_pool2d_forward(&g, dt, out, in, l->kind == LUNET_LAYER_ADAPTIVE_AVG_POOL2D);
+        break;
+    }
+    case LUNET_LAYER_BATCH_NORM:
+        if (dt == LUNET_DTYPE_F32) scale_shift_float((float *)out, (const float *)in, l->weight, l->bias, count, l->rows, l->features);
+        else scale_shift_double((double *)out, (const double *)in, l->weight, l->bias, count, l->rows, l->features);
+        break;
+    case LUNET_LAYER_SOFTMAX:
+    case LUNET_LAYER_LOG_SOFTMAX:
+        lunet__softmax_forward(dt, out, in, count * l->outer, l->n, l->inner, l->log);
+        break;
+    case LUNET_LAYER_LINEAR: /* its activation pass */
+        in = out;
+        /* fall through */
+    default: /* a standalone activation */
+        lunet__activation_forward(l->activation, dt, out, in, count * l->out_numel, l->slope);
+        return;
+    }
+    lunet__activation_forward(l->activation, dt, out, out, count * l->out_numel, l->slope);
+}
+
+/* Runs the step on `batch` samples, in one block per worker. */
+static void over_samples(const run_step *r, int64_t batch, int64_t work_per_sample) {
+    bool conv = r->l->kind == LUNET_LAYER_CONV2D;
+    int workers = lunet__workers_for(batch * work_per_sample, MIN_WORK_PER_WORKER);
+    if (workers > batch) workers = (int)batch;
+    if (workers > r->m->workers) workers = r->m->workers;
+    if (workers <= 1) {
+        conv ? conv_block(r, 0, batch, 0) : sample_block(r, 0, batch);
+        return;
+    }
+#pragma omp parallel for num_threads(workers) schedule(static, 1)
+    for (int k = 0; k < workers; k++) {
+        int64_t first, last;
+        lunet__block(&first, &last, batch, k, workers, 1);
+        conv ? conv_block(r, first, last, k) : sample_block(r, first, last);
+    }
+}
+
+static void run_linear(const run_step *r, int64_t batch) {
+    const model_layer *l = r->l;
+    int64_t m = batch * l->rows, o = l->out_features, in = l->features;
+    size_t row = (size_t)o * r->m->elem;
+    for (int64_t i = 0; i < m; i++) memcpy(r->out + (size_t)i * row, l->bias, row); /* the GEMM adds onto it */
+    if (in > 0 && m > 0)
+        lunet__gemm(LUNET__SPLIT_COLS, r->m->dtype, false, true, m, o, in, 1, r->in, in, l->weight, in, 1, r->out, o);
+    if (l->activation != LUNET__ACT_NONE) over_samples(r, batch, l->out_numel);
+}
+
+/* ---- running ------------------------------------------------------------------------------------------ */
+
+static bool runs_in_place(const model_layer *l) {
+    return l->kind == LUNET_LAYER_BATCH_NORM || model_activation_kernel(l->kind, 0) != LUNET__ACT_NONE;
+}
+
+/* One slice of at most m->capacity samples. */
+static void run_slice(lunet_model *m, const char *input, int64_t batch, char *output) {
+    size_t last = m->n_layers; /* the last layer that moves data (flatten only renames) */
+    while (last > 0 && m->layers[last - 1].kind == LUNET_LAYER_FLATTEN) last--;
+    const char *cur = input;
+    for (size_t i = 0; i < last; i++) {
+        const model_layer *l = &m->layers[i];
+        if (l->kind == LUNET_LAYER_FLATTEN) continue;
+        char *out;
+        if (i + 1 == last) out = output;
+        else if (runs_in_place(l) && cur != input) out = (char *)cur;
+        else out = cur == m->buffer[0] ? m->buffer[1] : m->buffer[0];
+        run_step r = {m, l, cur, out};
+        if (l->kind == LUNET_LAYER_LINEAR) run_linear(&r, batch);
+        else if (l->kind == LUNET_LAYER_CONV2D) over_samples(&r, batch, l->conv.col_rows * l->out_numel);
+        else over_samples(&r, batch, l->in_numel > l->out_numel ? l->in_numel : l->out_numel);
+        cur = out;
+    }
+    if (cur != output) memcpy(output, cur, (size_t)(batch * m->in_numel) * m->elem); /* no layer moved the data */
+}
+
+lunet_status lunet_model_run(lunet_model *m, const void *input, int64_t batch, void *output) {
+    if (batch < 0) return lunet__fail(LUNET_ERR_ARG, "model: batch size %lld is negative", (long long)batch);
+    if (batch == 0) return LUNET_OK;
+    int ndim;
+    const int64_t *shape = lunet_model_output_shape(m, &ndim);
+    int64_t out_numel = lunet__numel(ndim, shape);
+    int64_t slice = batch < LUNET_MODEL_MAX_BATCH ? batch : LUNET_MODEL_MAX_BATCH;
+    LUNET_TRY(reserve(m, slice));
+    for (int64_t done = 0; done < batch; done += slice) {
+        int64_t n = batch - done < slice ? batch - done : slice;
+        run_slice(m, (const char *)input + (size_t)(done * m->in_numel) * m->elem, n,
+                  (char *)output + (size_t)(done * out_numel) * m->elem);
+    }
+    return LUNET_OK;
+}
+
+lunet_status lunet_model_forward(lunet_tensor **out, lunet_model *m, const lunet_tensor *x) {
+    *out = NULL;
+    char sx[LUNET__SHAPE_BUF], se[LUNET__SHAPE_BUF];
+    if (x->dtype != m->dtype)
+        return lunet__fail(LUNET_ERR_DTYPE, "model: input is %s but the graph is %s", lunet_dtype_name(x->dtype),
+                           lunet_dtype_name(m->dtype));
+    if (x->ndim != m->in_ndim + 1 || memcmp(x->shape + 1, m->in_shape, (size_t)m->in_ndim * sizeof *m->in_shape) != 0)
+        return lunet__fail(LUNET_ERR_SHAPE, "model: input %s is not a batch of samples of shape %s",
+                           lunet__shape_str(sx, sizeof sx, x), lunet_shape_format(se, sizeof se, m->in_ndim, m->in_shape));
+    int ndim;
+    const int64_t *sample = lunet_model_output_shape(m, &ndim);
+    int64_t shape[LUNET_MAX_DIMS];
+    shape[0] = x->shape[0];
+    memcpy(shape + 1, sample, (size_t)ndim * sizeof *sample);
+    lunet_tensor *xc = NULL, *y = NULL;
+    lunet_status s = lunet__contiguous_nograd(&xc, x);
+    if (s == LUNET_OK) s = lunet__tensor_new(&y, m->dtype, ndim + 1, shape, "model");
+    if (s == LUNET_OK) s = lunet_model_run(m, lunet__data(xc), x->shape[0], lunet__data(y));
+    lunet_tensor_release(xc);
+    return lunet__hand_over(out, y, s);
+}

@@ -1,0 +1,148 @@
+--- Compiling a module tree into the C model graph (lunet.h, "Model graphs") for inference.
+--
+--     local graph = lunet.compile(model, {1, 28, 28})   -- nil, reason for a model it cannot take
+--     local logits = graph:forward(images)             -- no Lua runs per layer
+--
+-- A model compiles when it is built from the built-in layers only, in Sequentials: Linear,
+-- Conv2d, BatchNorm1d/2d (with running statistics), MaxPool2d, AvgPool2d, AdaptiveAvgPool2d,
+-- GlobalAvgPool2d, Flatten, ReLU, LeakyReLU, GELU, Sigmoid, Tanh, Softmax, LogSoftmax, and
+-- Dropout and Identity (which inference skips).  A subclass of one of them does not compile: it
+-- may compute something else.  The graph holds copies of the weights, so it is the model as it
+-- was when compiled; model:predict keeps one per model and recompiles when a weight changes
+-- (see current_graph).
+local core = require("lunet.core")
+local nn = require("lunet.nn")
+
+local compile = {}
+
+-- How each layer class adds itself to a graph; `false` for the layers inference skips.
+local adders = {
+  [nn.Linear] = function(g, m) g:add_linear(m.weight, m.bias) end,
+  [nn.Conv2d] = function(g, m)
+    g:add_conv2d(m.weight, m.bias, { stride = m.stride, padding = m.padding, dilation = m.dilation, groups = m.groups })
+  end,
+  [nn.MaxPool2d] = function(g, m) g:add_pool2d("max_pool2d", m.options) end,
+  [nn.AvgPool2d] = function(g, m) g:add_pool2d("avg_pool2d", m.options) end,
+  [nn.AdaptiveAvgPool2d] = function(g, m)
+    local size = m.output_size
+    if type(size) == "table" then
+      g:add_adaptive_avg_pool2d(size[1], size[2])
+    else
+      g:add_adaptive_avg_pool2d(size, size)
+    end
+  end,
+  [nn.GlobalAvgPool2d] = function(g) g:add_adaptive_avg_pool2d(1, 1):add_flatten(2, -1) end,
+  [nn.Flatten] = function(g, m) g:add_flatten(m.start_dim, m.end_dim) end,
+  [nn.ReLU] = function(g) g:add_activation("relu") end,
+  [nn.LeakyReLU] = function(g, m) g:add_activation("leaky_relu", m.negative_slope) end,
+  [nn.GELU] = function(g, m) g:add_activation("gelu", m.approximate == "tanh" and 1 or 0) end,
+  [nn.Sigmoid] = function(g) g:add_activation("sigmoid") end,
+  [nn.Tanh] = function(g) g:add_activation("tanh") end,
+  [nn.Softmax] = function(g, m) g:add_softmax("softmax", m.dim) end,
+  [nn.LogSoftmax] = function(g, m) g:add_softmax("log_softmax", m.dim) end,
+  [nn.Dropout] = false,
+  [nn.Identity] = false,
+}
+
+local function add_batch_norm(g, m)
+  g:add_batch_norm(m.running_mean, m.running_var, m.weight, m.bias, m.eps)
+end
+adders[nn.BatchNorm1d] = add_batch_norm
+adders[nn.BatchNorm2d] = add_batch_norm
+
+-- The layers of model in the order they run, or nil and the reason it cannot compile.
+local function flatten_layers(model, out)
+  local class = getmetatable(model)
+  if class == nn.Sequential then
+    for i = 1, #model do
+      local ok, reason = flatten_layers(model[i], out)
+      if not ok then return nil, reason end
+    end
+    return out
+  end
+  if adders[class] == nil then
+    return nil, string.format("%s is not a built-in layer", model.__name or tostring(class))
+  end
+  if (class == nn.BatchNorm1d or class == nn.BatchNorm2d) and not model.track_running_stats then
+    return nil, model.__name .. " without running statistics normalises with each batch's own"
+  end
+  out[#out + 1] = model
+  return out
+end
+
+local WEIGHT_FIELDS = { "weight", "bias", "running_mean", "running_var" }
+
+--- The C model graph of model for samples of sample_shape (the input's shape without the batch
+-- dim), or nil and the reason when the model has a layer the graph does not take.  Errors in
+-- the model itself (a Linear whose size does not match what reaches it) are raised.
+-- @param[opt] dtype the graph's dtype ("f32"; a model converted to f64 needs "f64")
+function compile.compile(model, sample_shape, dtype)
+  local layers, reason = flatten_layers(model, {})
+  if not layers then return nil, reason end
+  local graph = core.model_graph(dtype or "f32", sample_shape)
+  for _, m in ipairs(layers) do
+    local add = adders[getmetatable(m)]
+    if add then add(graph, m) end
+  end
+  return graph
+end
+
+-- What a cached graph depends on, as a flat list of triples (table, key, value) that must all
+-- still hold: each Sequential's children and length, and each layer's weight tensors.  The
+-- weights' versions (an optimizer step or a copy into a weight bumps one) are checked in C by
+-- the graph itself (graph:watch).  predict on one sample pays for this check on every call, so
+-- it is one flat loop.
+local function dependencies(model, deps, tensors)
+  if getmetatable(model) == nn.Sequential then
+    deps[#deps + 1], deps[#deps + 2], deps[#deps + 3] = model, "#", #model
+    for i = 1, #model do
+      deps[#deps + 1], deps[#deps + 2], deps[#deps + 3] = model, i, model[i]
+      dependencies(model[i], deps, tensors)
+    end
+    return
+  end
+  for _, name in ipairs(WEIGHT_FIELDS) do
+    local t = rawget(model, name)
+    if t ~= nil then
+      deps[#deps + 1], deps[#deps + 2], deps[#deps + 3] = model, name, t
+      tensors[#tensors + 1] = t
+    end
+  end
+end
+
+local function still_current(cache, x)
+  local shape = cache.shape
+  if x.dtype ~= cache.dtype or x:dim() ~= #shape + 1 then return false end
+  for i = 1, #shape do
+    if x:size(i + 1) ~= shape[i] then return false end
+  end
+  local deps = cache.deps
+  for i = 1, #deps, 3 do
+    local owner, key = deps[i], deps[i + 1]
+    local now
+    if key == "#" then now = #owner else now = rawget(owner, key) end
+    if not rawequal(now, deps[i + 2]) then return false end
+  end
+  return cache.graph:watched_unchanged()
+end
+
+--- The graph that model:predict and model:evaluate run for input x: compiled on first use and
+-- kept on the model until a weight, the layers, or the input's sample shape or dtype change.
+-- Returns nil when the model does not compile (they then run the modules).
+function compile.current_graph(model, x)
+  local cache = rawget(model, "_compiled")
+  if cache and still_current(cache, x) then return cache.graph end
+  if cache then cache.graph:free() end
+  rawset(model, "_compiled", nil)
+  local shape = x:shape()
+  table.remove(shape, 1)
+  local graph = compile.compile(model, shape, x.dtype)
+  if not graph then return nil end
+  local deps, tensors = {}, {}
+  dependencies(model, deps, tensors)
+  graph:watch(tensors)
+  rawset(model, "_compiled", { graph = graph, deps = deps, shape = shape, dtype = x.dtype })
+  return graph
+end
+
+return compile
