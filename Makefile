@@ -159,18 +159,23 @@ lint:
 	@luacheck -q lua spec examples bench
 
 test: deps onnxruntime
-	@$(MAKE) --no-print-directory all lint ctest ctest-asan valgrind-check spec-asan spec
+	@$(MAKE) --no-print-directory all lint ctest ctest-asan valgrind-check spec-asan spec check-rock
 
 demo: deps
 	@$(MAKE) --no-print-directory all
 	$(LUA) examples/demo.lua
 
-# The rockspec path, exercised in a throwaway tree: installs, then loads from another dir.
+# The rockspec path, exercised in a throwaway tree: installs, then loads the module and runs
+# the installed lunet command from another directory.
+ROCK_SAVE_MODEL = local l = require("lunet"); l.nn.Sequential(l.nn.Flatten(), l.nn.Linear(784, 10)):save( \
+  "$(CURDIR)/build/rocktree/check.safetensors", {input_shape = {1, 28, 28}})
 check-rock: all
 	@rm -rf build/rocktree
 	luarocks --lua-version $(LUA_VERSION) --tree build/rocktree make --deps-mode=none rockspec/lunet-scm-1.rockspec
 	cd /tmp && eval "$$(luarocks --lua-version $(LUA_VERSION) --tree $(CURDIR)/build/rocktree path)" && \
-	  $(LUA) -e 'print(require("lunet").tensor({1,2,3}))'
+	  $(LUA) -e 'print(require("lunet").tensor({1,2,3}))' && \
+	  $(LUA) -e '$(ROCK_SAVE_MODEL)' && \
+	  $(CURDIR)/build/rocktree/bin/lunet info $(CURDIR)/build/rocktree/check.safetensors
 
 # ---- fuzzing ------------------------------------------------------------------------------------
 

@@ -42,4 +42,8 @@ build = {
     INST_LUADIR = "$(LUADIR)",
     LUA = "$(LUA)",
   },
+  -- The lunet command (info, export, convert): luarocks wraps it with the rock tree's paths.
+  install = {
+    bin = { lunet = "lua/lunet/cli.lua" },
+  },
 }
