@@ -39,15 +39,13 @@ local directory
 local test_images
 
 setup(function()
-  directory = os.tmpname()
-  os.remove(directory)
-  assert(os.execute("mkdir -p " .. shell_quote(directory)))
+  directory = h.make_directory()
   local _, test = lunet.data.fashion_mnist()
   test_images = test.x:narrow(1, 1, IMAGES):contiguous()
 end)
 
 teardown(function()
-  if directory then os.execute("rm -rf " .. shell_quote(directory)) end
+  h.remove_directory(directory)
 end)
 
 local function path_of(name) return directory .. "/" .. name end
@@ -247,6 +245,20 @@ describe("onnx.load", function()
     local again = lunet.onnx.load(file)
     local difference = max_difference(model:predict(test_images), again:predict(test_images))
     assert.is_true(difference <= TOLERANCE, string.format("round trip differs by %g", difference))
+  end)
+
+  it("keeps a BatchNorm1d after a Linear on (N, L, features) unfolded, and loads in evaluation mode", function()
+    -- BatchNorm1d normalises dim 2 there (L), not the Linear's features: folding would be wrong.
+    lunet.manual_seed(7)
+    local model = perturb_batch_norms(nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3)))
+    local file = path_of("linear_3d.onnx")
+    lunet.onnx.export(model, file, { input_shape = { 2, 3, 4 } })
+    local again = lunet.onnx.load(file)
+    assert.is_false(again.training)
+    local x = lunet.randn({ 5, 3, 4 })
+    local difference = max_difference(model:predict(x), again:predict(x))
+    assert.is_true(difference <= TOLERANCE, string.format("round trip differs by %g", difference))
+    assert.is_nil(rawget(model[1], "_compiled"), "export compiled a graph on a layer")
   end)
 
   it("names every unsupported operator with its node", function()

@@ -27,13 +27,50 @@ local function fail(path, fmt, ...)
   error(string.format("%s: " .. fmt, path, ...), 0)
 end
 
-local function check_shape_list(v, what)
-  if v == nil then return nil end
-  assert(type(v) == "table" and #v >= 1, what .. " must be a list of positive integers")
-  for _, n in ipairs(v) do
-    assert(math.type(n) == "integer" and n >= 1, what .. " must be a list of positive integers")
+-- A list: integer keys 1..#t and nothing else.
+local function is_list(t)
+  if type(t) ~= "table" then return false end
+  local n = 0
+  for k in pairs(t) do
+    if math.type(k) ~= "integer" or k < 1 or k > #t then return false end
+    n = n + 1
   end
-  return v
+  return n == #t
+end
+
+-- nil, or what is wrong with the graph's fields besides "model".  save and load both ask, so a
+-- file that save writes is one that load reads.  input_shape entries become integers.
+local function extras_problem(graph)
+  for key in pairs(graph) do
+    if key ~= "model" and key ~= "input_shape" and key ~= "class_names" then
+      return string.format("unknown field %q", tostring(key))
+    end
+  end
+  local shape = graph.input_shape
+  if shape ~= nil then
+    local bad = "input_shape must be a list of 1 to 7 positive integers"
+    if not is_list(shape) or #shape < 1 or #shape > 7 then return bad end
+    for i = 1, #shape do
+      local n = math.tointeger(shape[i])
+      if not n or n < 1 or n > architecture.MAX_SIZE then return bad end
+      shape[i] = n
+    end
+  end
+  local names = graph.class_names
+  if names ~= nil then
+    if not is_list(names) then return "class_names must be a list of strings" end
+    for _, v in ipairs(names) do
+      if type(v) ~= "string" then return "class_names must be a list of strings" end
+    end
+  end
+end
+
+-- A shallow copy of a table (anything else as it is), so that checking never changes the caller's.
+local function copy(t)
+  if type(t) ~= "table" then return t end
+  local out = {}
+  for k, v in pairs(t) do out[k] = v end
+  return out
 end
 
 --- Writes model to path (atomically: the old file or the new one survives a crash).
@@ -44,51 +81,16 @@ function model_file.save(model, path, opts)
   opts = opts or {}
   if type(path) ~= "string" then error("save: path must be a string, got " .. type(path), 2) end
   local metadata = { ["lunet.format"] = model_file.FORMAT }
-  local ok, desc = pcall(architecture.describe, model)
-  if ok then
-    local graph = { model = desc }
-    graph.input_shape = check_shape_list(opts.input_shape or model.input_shape, "save: input_shape")
-    local names = opts.class_names or model.class_names
-    if names ~= nil then
-      assert(type(names) == "table", "save: class_names must be a list of strings")
-      for _, n in ipairs(names) do assert(type(n) == "string", "save: class_names must be a list of strings") end
-      graph.class_names = names
-    end
+  local desc = architecture.try_describe(model)
+  if desc then
+    local graph = { model = desc, input_shape = copy(opts.input_shape or model.input_shape),
+      class_names = copy(opts.class_names or model.class_names) }
+    local problem = extras_problem(graph)
+    if problem then error("save: " .. problem, 2) end
     metadata["lunet.graph"] = json.encode(graph)
   end
   safetensors.write(path, model:state_dict(), metadata)
   return path
-end
-
--- The graph's optional fields, checked.
-local function check_extras(path, graph)
-  for key in pairs(graph) do
-    if key ~= "model" and key ~= "input_shape" and key ~= "class_names" then
-      fail(path, "lunet.graph: unknown field %q", tostring(key))
-    end
-  end
-  local shape = graph.input_shape
-  if shape ~= nil then
-    if type(shape) ~= "table" or #shape < 1 or #shape > 7 then
-      fail(path, "lunet.graph: input_shape must be a list of 1 to 7 positive integers")
-    end
-    for i = 1, #shape do
-      local n = math.tointeger(shape[i])
-      if not n or n < 1 or n > architecture.MAX_SIZE then
-        fail(path, "lunet.graph: input_shape must be a list of 1 to 7 positive integers")
-      end
-      shape[i] = n
-    end
-  end
-  local names = graph.class_names
-  if names ~= nil then
-    if type(names) ~= "table" then fail(path, "lunet.graph: class_names must be a list of strings") end
-    for k, v in pairs(names) do
-      if math.type(k) ~= "integer" or type(v) ~= "string" then
-        fail(path, "lunet.graph: class_names must be a list of strings")
-      end
-    end
-  end
 end
 
 -- Every tensor the architecture needs is in the file with its shape and a usable dtype, and
@@ -127,17 +129,18 @@ function model_file.load(path)
   local format = metadata["lunet.format"]
   if format == nil or metadata["lunet.graph"] == nil then
     fail(path, "no lunet.graph in the metadata: the file holds weights only; build the model in Lua and call "
-      .. "model:load_state_dict(lunet.safetensors.read(path))")
+      .. "model:load_weights(path), which is model:load_state_dict(lunet.safetensors.read(path))")
   end
   if format ~= model_file.FORMAT then
     fail(path, "lunet.format %q is not one this lunet reads (%s)", format, model_file.FORMAT)
   end
-  local graph, problem = json.decode(metadata["lunet.graph"])
-  if graph == nil then fail(path, "lunet.graph is not valid JSON: %s", problem) end
+  local graph, invalid = json.decode(metadata["lunet.graph"])
+  if graph == nil then fail(path, "lunet.graph is not valid JSON: %s", invalid) end
   if type(graph) ~= "table" or type(graph.model) ~= "table" then
     fail(path, "lunet.graph must be an object with a \"model\"")
   end
-  check_extras(path, graph)
+  local problem = extras_problem(graph)
+  if problem then fail(path, "lunet.graph: %s", problem) end
   local ok, desc = pcall(architecture.check, graph.model)
   if not ok then fail(path, "lunet.graph: %s", desc) end
   check_tensors(path, architecture.tensor_shapes(desc), tensors, names)

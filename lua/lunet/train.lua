@@ -51,7 +51,8 @@ local function infer(model, x)
   return model(x)
 end
 
--- Runs fn with the model in evaluation mode and without autograd, restoring both after.
+--- Runs fn with the model in evaluation mode and without autograd, restoring both after;
+-- returns what fn returns.
 local function evaluating(model, fn)
   local was_training = model.training
   model:eval()
@@ -60,6 +61,7 @@ local function evaluating(model, fn)
   if not ok then error(result, 0) end
   return result
 end
+train.evaluating = evaluating
 
 ---------------------------------------------------------------------------------------------
 -- Evaluation
@@ -113,9 +115,11 @@ end
 ---------------------------------------------------------------------------------------------
 -- Prediction
 
---- The model's outputs for x, in evaluation mode, without autograd, batch by batch.
+--- The model's outputs for x, in evaluation mode, without autograd, batch by batch: through
+-- its compiled graph (lunet.compile), or through its modules when it does not compile.
 -- @param x a tensor whose first dim is the batch (or a dataset: its x is used)
--- @param[opt] opts batch_size (256)
+-- @param[opt] opts batch_size (256; the compiled graph always runs slices of
+--   LUNET_MODEL_MAX_BATCH = 256, which its buffers are sized for)
 function train.predict(model, x, opts)
   opts = opts or {}
   if type(x) == "table" and core.is_tensor(x.x) then x = x.x end
@@ -165,11 +169,14 @@ local function step_scheduler(scheduler, logs)
   end
 end
 
--- What a saved model records of its data (model_file): one sample's shape and the class names.
+-- What a saved model records of its data (model_file): one sample's shape and the class names,
+-- each unless the model already has it.
 local function remember_input(model, xb, dataset)
-  local shape = xb:shape()
-  table.remove(shape, 1)
-  rawset(model, "input_shape", shape)
+  if rawget(model, "input_shape") == nil then
+    local shape = xb:shape()
+    table.remove(shape, 1)
+    rawset(model, "input_shape", shape)
+  end
   if rawget(model, "class_names") == nil and type(dataset.classes) == "table" then
     rawset(model, "class_names", { table.unpack(dataset.classes) })
   end
@@ -258,7 +265,7 @@ function train.fit(model, dataset, opts)
     local loss_sum, correct, count, classification = 0, 0, 0, false
     for xb, yb, step in loader:batches() do
       if opts.transform then xb, yb = opts.transform(xb, yb) end
-      if rawget(model, "input_shape") == nil then remember_input(model, xb, dataset) end
+      if epoch == first_epoch and step == 1 then remember_input(model, xb, dataset) end
       optimizer:zero_grad()
       local out = model(xb)
       local loss = criterion(out, yb)

@@ -16,6 +16,7 @@
 local architecture = require("lunet.architecture")
 local lunet_core = require("lunet.core")
 local GraphWriter = require("lunet.onnx.graph_writer")
+local evaluating = require("lunet.train").evaluating
 
 local export = {}
 
@@ -40,11 +41,8 @@ local function ints_pair_twice(p) return { p[1], p[2], p[1], p[2] } end
 
 -- Returns W and b as float64 with a following BatchNorm folded in: the BatchNorm in evaluation
 -- computes (y - mean) * gamma / sqrt(var + eps) + beta per output channel, a scale and a shift.
-local function fold_batch_norm(weight, bias, bn, path, where)
+local function fold_batch_norm(weight, bias, bn)
   local d = bn.desc
-  if not d.track_running_stats then
-    fail(path, "%s (%s) keeps no running statistics, so it has no fixed inference form to export", where, d.type)
-  end
   local m = bn.module
   local out_channels = weight:size(1)
   local scale = (m.running_var:to("f64") + d.eps):sqrt():pow(-1)
@@ -63,7 +61,7 @@ local emit = {}
 
 function emit.Linear(g, layer, x, shapes, ctx)
   local weight, bias = layer.module.weight:detach(), layer.module.bias and layer.module.bias:detach()
-  if ctx.batch_norm then weight, bias = fold_batch_norm(weight, bias, ctx.batch_norm, ctx.path, layer.prefix) end
+  if ctx.batch_norm then weight, bias = fold_batch_norm(weight, bias, ctx.batch_norm) end
   local name = layer.prefix .. "Linear"
   if #shapes.input == 2 then
     local inputs = { x, g:add_tensor(layer.prefix .. "weight", weight) }
@@ -80,7 +78,7 @@ end
 function emit.Conv2d(g, layer, x, _, ctx)
   local d = layer.desc
   local weight, bias = layer.module.weight:detach(), layer.module.bias and layer.module.bias:detach()
-  if ctx.batch_norm then weight, bias = fold_batch_norm(weight, bias, ctx.batch_norm, ctx.path, layer.prefix) end
+  if ctx.batch_norm then weight, bias = fold_batch_norm(weight, bias, ctx.batch_norm) end
   local inputs = { x, g:add_tensor(layer.prefix .. "weight", weight) }
   if bias then inputs[3] = g:add_tensor(layer.prefix .. "bias", bias) end
   return g:add_node("Conv", inputs, layer.prefix .. "Conv2d", {
@@ -88,8 +86,12 @@ function emit.Conv2d(g, layer, x, _, ctx)
     { "pads", "ints", ints_pair_twice(d.padding) }, { "strides", "ints", d.stride } })
 end
 
-local function batch_norm(g, layer, x)
+local function batch_norm(g, layer, x, _, ctx)
   local d, m = layer.desc, layer.module
+  if not d.track_running_stats then
+    fail(ctx.path, "%s (%s) keeps no running statistics, so it has no fixed inference form to export",
+      layer.prefix:sub(1, -2), d.type)
+  end
   local n = d.num_features
   local scale = d.affine and m.weight:detach() or lunet_core.ones({ n })
   local shift = d.affine and m.bias:detach() or lunet_core.zeros({ n })
@@ -189,22 +191,22 @@ local function softmax(op_type)
 end
 emit.Softmax, emit.LogSoftmax = softmax("Softmax"), softmax("LogSoftmax")
 
-local function shape_list(t) return t:shape() end
-
--- Runs each layer on zeros of input_shape; returns the layers' input and output shapes.
+-- Runs each layer on zeros of input_shape (in evaluation mode, without autograd, so that
+-- nothing in the model changes); returns the layers' input and output shapes.
 local function layer_shapes(layers, input_shape, path)
   local x = lunet_core.zeros(input_shape)
   local shapes = {}
   for i, layer in ipairs(layers) do
-    local ok, y = pcall(layer.module.predict, layer.module, x)
+    local m = layer.module
+    local ok, y = pcall(evaluating, m, function() return m(x) end)
     if not ok then
       fail(path, "layer %s (%s) does not accept input of shape [%s]: %s", layer.prefix:sub(1, -2), layer.desc.type,
         table.concat(x:shape(), ","), tostring(y))
     end
-    shapes[i] = { input = shape_list(x), output = shape_list(y) }
+    shapes[i] = { input = x:shape(), output = y:shape() }
     x = y
   end
-  return shapes, shape_list(x)
+  return shapes, x:shape()
 end
 
 local function symbolic_batch(shape, dynamic)
@@ -213,7 +215,14 @@ local function symbolic_batch(shape, dynamic)
   return dims
 end
 
+-- A BatchNorm folds into the layer before it when its channels are that layer's outputs: a
+-- Conv2d's, or a Linear's with 2-d output (on (N, L, features) BatchNorm1d normalises L).
 local FOLDS_BATCH_NORM = { Conv2d = "BatchNorm2d", Linear = "BatchNorm1d" }
+
+local function folds_into(layer, next_layer, output_shape)
+  return next_layer ~= nil and FOLDS_BATCH_NORM[layer.desc.type] == next_layer.desc.type
+    and next_layer.desc.track_running_stats and (layer.desc.type ~= "Linear" or #output_shape == 2)
+end
 
 --- The ModelProto bytes of model for inputs of input_shape (batch first).
 function export.encode(model, path, opts)
@@ -240,11 +249,7 @@ function export.encode(model, path, opts)
   while i <= #layers do
     local layer = layers[i]
     local ctx = { path = path }
-    local next_layer = layers[i + 1]
-    if next_layer and FOLDS_BATCH_NORM[layer.desc.type] == next_layer.desc.type
-      and next_layer.desc.track_running_stats then
-      ctx.batch_norm = next_layer
-    end
+    if folds_into(layer, layers[i + 1], shapes[i].output) then ctx.batch_norm = layers[i + 1] end
     x = emit[layer.desc.type](g, layer, x, shapes[i], ctx)
     i = i + (ctx.batch_norm and 2 or 1)
   end
@@ -255,13 +260,6 @@ function export.encode(model, path, opts)
   end
   return g:encode({ name = "input", dims = symbolic_batch(input_shape, dynamic) },
     { name = "output", dims = symbolic_batch(output_shape, dynamic) }, lunet_core.version)
-end
-
--- Writes bytes to path through a temporary file in the same directory, fsync and a rename, so
--- that readers, and a machine that loses power, see the old file or the whole new one.
-function export.write_atomically(path, bytes)
-  local ok, err = pcall(lunet_core.write_file_atomic, path, bytes)
-  if not ok then error("onnx.export: " .. tostring(err), 0) end
 end
 
 return export

@@ -9,6 +9,7 @@
 -- "output", with a symbolic batch dimension "batch" unless dynamic_batch = false.  See
 -- export.lua and import.lua for the operators each side handles.
 local architecture = require("lunet.architecture")
+local lunet_core = require("lunet.core")
 local export = require("lunet.onnx.export")
 local import = require("lunet.onnx.import")
 local model_reader = require("lunet.onnx.model_reader")
@@ -25,7 +26,9 @@ function onnx.export(model, path, opts)
   if type(path) ~= "string" or path == "" then error("onnx.export: path must be a non-empty string", 2) end
   opts = opts or {}
   local bytes = export.encode(model, path, opts)
-  export.write_atomically(path, bytes)
+  -- a temporary file beside path, fsync'd and renamed: the old file or the whole new one
+  local written, err = pcall(lunet_core.write_file_atomic, path, bytes)
+  if not written then error("onnx.export: " .. tostring(err), 0) end
   return path, #bytes
 end
 
@@ -51,7 +54,7 @@ function onnx.load(path)
     local built = architecture.build(desc)
     built:load_state_dict(state)
     built.input_shape = sample_shape
-    return built
+    return built:eval()
   end)
   if not ok then
     local message = reader.error_message(model)
