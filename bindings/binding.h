@@ -33,6 +33,8 @@ void binding_context_open(lua_State *L);
 
 /* The tensor at idx; raises a clear error for a non-tensor or a released tensor. */
 lunet_tensor *tensor_check(lua_State *L, int idx);
+/* The tensor at idx, or NULL when the argument is nil or absent (raises for anything else). */
+lunet_tensor *tensor_opt(lua_State *L, int idx);
 /* The tensor at idx, or NULL when it is not a tensor (raises only for a released one). */
 lunet_tensor *tensor_test(lua_State *L, int idx);
 /* Pushes t, taking over the caller's reference.  push_new also tells Lua's collector about
@@ -81,6 +83,8 @@ lunet_pool2d_params pool2d_params_arg(lua_State *L, int idx, const char *op);
 lunet_status tensor_from_lua(lua_State *L, int idx, lunet_dtype dtype, lunet_tensor **out);
 /* Pushes the element at byte address p as an integer or a float. */
 void push_element(lua_State *L, const void *p, lunet_dtype dtype);
+/* Pushes a list of n integers, such as a shape, as a Lua table. */
+void push_int_list(lua_State *L, int n, const int64_t *v);
 /* Pushes the tensor as nested tables (a number for a 0-d tensor). */
 void push_table(lua_State *L, const lunet_tensor *t);
 /* A tensor operand at idx: the tensor itself (retained) or, for a Lua number, a 0-d tensor

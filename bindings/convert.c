@@ -4,6 +4,14 @@
 #include <math.h>
 #include <string.h>
 
+void push_int_list(lua_State *L, int n, const int64_t *v) {
+    lua_createtable(L, n, 0);
+    for (int i = 0; i < n; i++) {
+        lua_pushinteger(L, v[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+}
+
 void push_element(lua_State *L, const void *p, lunet_dtype dtype) {
     switch (dtype) {
     case LUNET_DTYPE_F32: { float v; memcpy(&v, p, sizeof v); lua_pushnumber(L, v); break; }

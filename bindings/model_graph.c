@@ -42,8 +42,6 @@ static int check_status(lua_State *L, lunet_status s) {
     return 1;
 }
 
-static lunet_tensor *optional_tensor(lua_State *L, int idx) { return lua_isnoneornil(L, idx) ? NULL : tensor_check(L, idx); }
-
 /* A Lua dim of the (N, ...) activation (1-based, or negative from the end) as the C API's. */
 static int activation_dim(lua_State *L, int idx) {
     lua_Integer d = luaL_checkinteger(L, idx);
@@ -75,21 +73,21 @@ static int f_model_graph(lua_State *L) {
 }
 
 static int m_add_linear(lua_State *L) {
-    return check_status(L, lunet_model_add_linear(graph_check(L, 1), tensor_check(L, 2), optional_tensor(L, 3)));
+    return check_status(L, lunet_model_add_linear(graph_check(L, 1), tensor_check(L, 2), tensor_opt(L, 3)));
 }
 
 /* add_conv2d(weight, [bias], [{stride, padding, dilation, groups}]) */
 static int m_add_conv2d(lua_State *L) {
     lunet_model *m = graph_check(L, 1);
     lunet_conv2d_params p = conv2d_params_arg(L, 4, "conv2d");
-    return check_status(L, lunet_model_add_conv2d(m, tensor_check(L, 2), optional_tensor(L, 3), &p));
+    return check_status(L, lunet_model_add_conv2d(m, tensor_check(L, 2), tensor_opt(L, 3), &p));
 }
 
 /* add_batch_norm(running_mean, running_var, [weight], [bias], eps) */
 static int m_add_batch_norm(lua_State *L) {
     lunet_model *m = graph_check(L, 1);
-    return check_status(L, lunet_model_add_batch_norm(m, tensor_check(L, 2), tensor_check(L, 3), optional_tensor(L, 4),
-                                                      optional_tensor(L, 5), luaL_optnumber(L, 6, 1e-5)));
+    return check_status(L, lunet_model_add_batch_norm(m, tensor_check(L, 2), tensor_check(L, 3), tensor_opt(L, 4),
+                                                      tensor_opt(L, 5), luaL_optnumber(L, 6, 1e-5)));
 }
 
 /* add_pool2d("max_pool2d" | "avg_pool2d", {kernel_size, ...}) */
@@ -137,26 +135,18 @@ static int m_forward(lua_State *L) {
     return 1;
 }
 
-static void push_shape(lua_State *L, int ndim, const int64_t *shape) {
-    lua_createtable(L, ndim, 0);
-    for (int i = 0; i < ndim; i++) {
-        lua_pushinteger(L, shape[i]);
-        lua_rawseti(L, -2, i + 1);
-    }
-}
-
 /* The sample shapes in and out. */
 static int m_input_shape(lua_State *L) {
     int ndim;
     const int64_t *shape = lunet_model_input_shape(graph_check(L, 1), &ndim);
-    push_shape(L, ndim, shape);
+    push_int_list(L, ndim, shape);
     return 1;
 }
 
 static int m_output_shape(lua_State *L) {
     int ndim;
     const int64_t *shape = lunet_model_output_shape(graph_check(L, 1), &ndim);
-    push_shape(L, ndim, shape);
+    push_int_list(L, ndim, shape);
     return 1;
 }
 

@@ -8,8 +8,6 @@
 #include <math.h>
 #include <string.h>
 
-static lunet_tensor *optional_tensor(lua_State *L, int idx) { return lua_isnoneornil(L, idx) ? NULL : tensor_check(L, idx); }
-
 /* A size option: a number n gives (n, n), a table {h, w} gives (h, w); absent gives dflt. */
 static void pair_option(lua_State *L, int opts, const char *name, int64_t out[2], int64_t dflt0, int64_t dflt1,
                         const char *op) {
@@ -74,7 +72,7 @@ static int push_result(lua_State *L, lunet_tensor **out, lunet_status s) {
 /* linear(x, weight, [bias]) */
 static int f_linear(lua_State *L) {
     lunet_tensor *out = NULL;
-    return push_result(L, &out, lunet_linear(&out, tensor_check(L, 1), tensor_check(L, 2), optional_tensor(L, 3)));
+    return push_result(L, &out, lunet_linear(&out, tensor_check(L, 1), tensor_check(L, 2), tensor_opt(L, 3)));
 }
 
 lunet_conv2d_params conv2d_params_arg(lua_State *L, int idx, const char *op) {
@@ -88,7 +86,7 @@ lunet_conv2d_params conv2d_params_arg(lua_State *L, int idx, const char *op) {
 
 /* conv2d(x, weight, [bias], [{stride, padding, dilation, groups}]) */
 static int f_conv2d(lua_State *L) {
-    lunet_tensor *x = tensor_check(L, 1), *w = tensor_check(L, 2), *b = optional_tensor(L, 3), *out = NULL;
+    lunet_tensor *x = tensor_check(L, 1), *w = tensor_check(L, 2), *b = tensor_opt(L, 3), *out = NULL;
     lunet_conv2d_params p = conv2d_params_arg(L, 4, "conv2d");
     return push_result(L, &out, lunet_conv2d(&out, x, w, b, &p));
 }
@@ -133,7 +131,7 @@ static int f_adaptive_avg_pool2d(lua_State *L) {
 /* batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps) */
 static int f_batch_norm(lua_State *L) {
     lunet_tensor *x = tensor_check(L, 1), *out = NULL;
-    lunet_tensor *rm = optional_tensor(L, 2), *rv = optional_tensor(L, 3), *w = optional_tensor(L, 4), *b = optional_tensor(L, 5);
+    lunet_tensor *rm = tensor_opt(L, 2), *rv = tensor_opt(L, 3), *w = tensor_opt(L, 4), *b = tensor_opt(L, 5);
     bool training = lua_toboolean(L, 6);
     double momentum = luaL_optnumber(L, 7, 0.1), eps = luaL_optnumber(L, 8, 1e-5);
     return push_result(L, &out, lunet_batch_norm(&out, x, rm, rv, w, b, training, momentum, eps));
@@ -165,7 +163,7 @@ static int f_log_softmax(lua_State *L) { return softmax_like(L, lunet_log_softma
 /* dropout(x, p, [mask]) */
 static int f_dropout(lua_State *L) {
     lunet_tensor *out = NULL;
-    return push_result(L, &out, lunet_dropout(&out, tensor_check(L, 1), luaL_checknumber(L, 2), optional_tensor(L, 3)));
+    return push_result(L, &out, lunet_dropout(&out, tensor_check(L, 1), luaL_checknumber(L, 2), tensor_opt(L, 3)));
 }
 
 /* ---- losses ------------------------------------------------------------------------------------- */

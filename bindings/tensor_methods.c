@@ -393,14 +393,6 @@ static int m_copy(lua_State *L) {
 
 /* ---- shape queries ------------------------------------------------------------------------------- */
 
-static void push_int_list(lua_State *L, int n, const int64_t *v) {
-    lua_createtable(L, n, 0);
-    for (int i = 0; i < n; i++) {
-        lua_pushinteger(L, v[i]);
-        lua_rawseti(L, -2, i + 1);
-    }
-}
-
 static int m_shape(lua_State *L) {
     lunet_tensor *t = tensor_check(L, 1);
     push_int_list(L, lunet_tensor_ndim(t), lunet_tensor_shape(t));

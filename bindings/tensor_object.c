@@ -47,6 +47,8 @@ lunet_tensor *tensor_test(lua_State *L, int idx) {
     return box->tensor;
 }
 
+lunet_tensor *tensor_opt(lua_State *L, int idx) { return lua_isnoneornil(L, idx) ? NULL : tensor_check(L, idx); }
+
 lunet_tensor *tensor_check(lua_State *L, int idx) {
     tensor_box *box = box_test(L, idx);
     if (!box) luaL_typeerror(L, idx, "lunet.Tensor");

@@ -1,5 +1,6 @@
 -- The lunet command (lua/lunet/cli.lua), run as a real process from the repository root.
 local lunet = require("lunet")
+local h = require("spec.helpers")
 local nn = lunet.nn
 
 -- Runs the command line; returns its output (stdout and stderr) and exit status.
@@ -12,23 +13,18 @@ end
 
 describe("the lunet command", function()
   local directory
-  setup(function()
-    directory = os.tmpname()
-    os.remove(directory)
-    assert(os.execute("mkdir -p " .. directory))
-  end)
-  teardown(function() os.execute("rm -rf " .. directory) end)
+  setup(function() directory = h.make_directory() end)
+  teardown(function() h.remove_directory(directory) end)
 
   it("info lists layers, output shapes, parameters, dtype, size and classes", function()
     lunet.manual_seed(0)
-    local model = nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3), nn.ReLU(),
-      nn.MaxPool2d(2), nn.Flatten(), nn.Linear(1600, 64), nn.ReLU(), nn.Linear(64, 10))
+    local model = h.fashion_cnn()
     local path = directory .. "/cnn.safetensors"
     model:save(path, { input_shape = { 1, 28, 28 }, class_names = { "T-shirt", "Trouser" } })
     local output, status = lunet_command("info " .. path)
     assert.are.equal(0, status, output)
     for _, expected in ipairs({
-      path .. ": lunet model, 477.8 KiB", "input: [N, 1, 28, 28]",
+      string.format("%s: lunet model, %.1f KiB", path, #h.read_bytes(path) / 1024), "input: [N, 1, 28, 28]",
       "Conv2d(1, 32, kernel_size=3)", "[1, 32, 26, 26]", "[1, 64, 5, 5]", "[1, 1600]", "102,464",
       "Linear(64, 10)", "[1, 10]", "parameters: 121,930 (f32)", "classes: T-shirt, Trouser",
     }) do

@@ -97,6 +97,26 @@ function helpers.write_bytes(path, bytes)
   file:close()
 end
 
+--- A new empty directory for a spec's files (mode 755); remove it with remove_directory.
+function helpers.make_directory()
+  local directory = os.tmpname()
+  os.remove(directory)
+  assert(os.execute("mkdir -m 755 '" .. directory .. "'"))
+  return directory
+end
+
+--- Removes a directory from make_directory and everything in it, read-only parts included.
+function helpers.remove_directory(directory)
+  if directory then os.execute("chmod -R u+w '" .. directory .. "' && rm -rf '" .. directory .. "'") end
+end
+
+--- The bytes of a safetensors file: the header (a table, JSON-encoded here, or text) after its
+-- true length, then data.
+function helpers.safetensors_bytes(header, data)
+  if type(header) == "table" then header = require("lunet.json").encode(header) end
+  return string.pack("<I8", #header) .. header .. (data or "")
+end
+
 --- Runs a Lua script in a child interpreter with this one's module paths, prefixed by prefix
 -- (a shell fragment: limits, another user, ""); returns its output (stdout and stderr).
 function helpers.run_lua_child(prefix, code)

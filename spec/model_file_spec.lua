@@ -8,22 +8,16 @@ local mlp, cnn = h.fashion_mlp, h.fashion_cnn
 
 local read_bytes, write_bytes = h.read_bytes, h.write_bytes
 
--- A safetensors file from a header table (encoded here) or text, and raw data.
-local function st_bytes(header, data)
-  if type(header) == "table" then header = json.encode(header) end
-  return string.pack("<I8", #header) .. header .. (data or "")
-end
+local st_bytes = h.safetensors_bytes
 
 describe("model files", function()
   local directory, train, test
   setup(function()
-    directory = os.tmpname()
-    os.remove(directory)
-    assert(os.execute("mkdir -p " .. directory))
+    directory = h.make_directory()
     lunet.set_num_threads(1)
     train, test = lunet.data.fashion_mnist()
   end)
-  teardown(function() os.execute("rm -rf " .. directory) end)
+  teardown(function() h.remove_directory(directory) end)
   local function path_of(name) return directory .. "/" .. name end
 
   describe("round trip on the Fashion-MNIST test set", function()
@@ -239,12 +233,8 @@ end)
 
 describe("checkpoints", function()
   local directory
-  setup(function()
-    directory = os.tmpname()
-    os.remove(directory)
-    assert(os.execute("mkdir -p " .. directory))
-  end)
-  teardown(function() os.execute("rm -rf " .. directory) end)
+  setup(function() directory = h.make_directory() end)
+  teardown(function() h.remove_directory(directory) end)
   local function path_of(name) return directory .. "/" .. name end
 
   it("keep the model, the optimizer, the random state and plain values exactly", function()

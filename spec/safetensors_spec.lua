@@ -88,10 +88,7 @@ end
 
 local read_bytes, write_bytes = h.read_bytes, h.write_bytes
 
--- A file from a header (its true length in front) and data.
-local function st_bytes(header, data)
-  return string.pack("<I8", #header) .. header .. (data or "")
-end
+local st_bytes = h.safetensors_bytes
 
 -- The names in directory that contain text.
 local function entries_with(directory, text)
@@ -107,15 +104,8 @@ end
 describe("lunet.safetensors", function()
   local directory
 
-  before_each(function()
-    directory = os.tmpname()
-    os.remove(directory)
-    assert(os.execute("mkdir -m 755 " .. directory))
-  end)
-
-  after_each(function()
-    os.execute("chmod -R u+w " .. directory .. " && rm -rf " .. directory)
-  end)
+  before_each(function() directory = h.make_directory() end)
+  after_each(function() h.remove_directory(directory) end)
 
   local function path_of(name) return directory .. "/" .. name end
 

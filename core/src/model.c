@@ -196,9 +196,9 @@ lunet_status lunet_model_add_linear(lunet_model *m, const lunet_tensor *weight, 
     l.out_ndim = l.in_ndim;
     memcpy(l.out_shape, l.in_shape, sizeof l.out_shape);
     l.out_shape[l.out_ndim - 1] = o;
-    l.features = in;
+    l.in_features = in;
     l.out_features = o;
-    l.rows = in ? l.in_numel / in : lunet__numel(l.in_ndim - 1, l.in_shape);
+    l.rows = lunet__numel(l.in_ndim - 1, l.in_shape);
     LUNET_TRY(copy_weights(&l, m, weight, bias, o, "linear"));
     return append(m, &l);
 }
@@ -288,8 +288,8 @@ lunet_status lunet_model_add_batch_norm(lunet_model *m, const lunet_tensor *mean
     } else if (s == LUNET_OK) {
         l.out_ndim = l.in_ndim;
         memcpy(l.out_shape, l.in_shape, sizeof l.out_shape);
-        l.rows = c;
-        l.features = c ? l.in_numel / c : 0; /* elements per channel */
+        l.channels = c;
+        l.per_channel = c ? l.in_numel / c : 0;
         l.weight_bytes = l.bias_bytes = (size_t)c * m->elem;
         l.weight = lunet__alloc(l.weight_bytes);
         l.bias = lunet__alloc(l.bias_bytes);

@@ -20,8 +20,8 @@ typedef struct model_layer {
      * batch_norm: per-channel scale and shift.  Owned, contiguous, the graph's dtype. */
     void *weight, *bias;
     size_t weight_bytes, bias_bytes;
-    int64_t rows, features;         /* linear: rows per sample and in_features; batch_norm: channels, inner */
-    int64_t out_features;
+    int64_t rows, in_features, out_features; /* linear: rows per sample, and the weight's sizes */
+    int64_t channels, per_channel;  /* batch_norm: channels, and elements per channel of a sample */
     lunet__conv_geometry conv;      /* n = 1: one image */
     lunet__pool_geometry pool;      /* planes = the channels of one sample */
     int64_t outer, n, inner;        /* softmax over one sample */

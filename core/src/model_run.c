@@ -94,18 +94,18 @@ static void sample_block(const run_step *r, int64_t first, int64_t last) {
         break;
     }
     case LUNET_LAYER_BATCH_NORM:
-        if (dt == LUNET_DTYPE_F32) scale_shift_float((float *)out, (const float *)in, l->weight, l->bias, count, l->rows, l->features);
-        else scale_shift_double((double *)out, (const double *)in, l->weight, l->bias, count, l->rows, l->features);
+        if (dt == LUNET_DTYPE_F32)
+            scale_shift_float((float *)out, (const float *)in, l->weight, l->bias, count, l->channels, l->per_channel);
+        else
+            scale_shift_double((double *)out, (const double *)in, l->weight, l->bias, count, l->channels, l->per_channel);
         break;
     case LUNET_LAYER_SOFTMAX:
     case LUNET_LAYER_LOG_SOFTMAX:
         lunet__softmax_forward(dt, out, in, count * l->outer, l->n, l->inner, l->log);
         break;
-    case LUNET_LAYER_LINEAR: /* its activation pass */
-        in = out;
-        /* fall through */
-    default: /* a standalone activation */
-        lunet__activation_forward(l->activation, dt, out, in, count * l->out_numel, l->slope);
+    default: /* a standalone activation, or a Linear layer's activation on its output in place */
+        lunet__activation_forward(l->activation, dt, out, l->kind == LUNET_LAYER_LINEAR ? out : in, count * l->out_numel,
+                                  l->slope);
         return;
     }
     lunet__activation_forward(l->activation, dt, out, out, count * l->out_numel, l->slope);
@@ -131,7 +131,7 @@ static void over_samples(const run_step *r, int64_t batch, int64_t work_per_samp
 
 static void run_linear(const run_step *r, int64_t batch) {
     const model_layer *l = r->l;
-    int64_t m = batch * l->rows, o = l->out_features, in = l->features;
+    int64_t m = batch * l->rows, o = l->out_features, in = l->in_features;
     size_t row = (size_t)o * r->m->elem;
     for (int64_t i = 0; i < m; i++) memcpy(r->out + (size_t)i * row, l->bias, row); /* the GEMM adds onto it */
     if (in > 0 && m > 0)

@@ -265,11 +265,6 @@ void lunet__avg_pool2d_forward(const lunet__pool_geometry *g, lunet_dtype dtype,
     run_avg_kernel(g, dtype, y, (void *)x, adaptive, false); /* the forward only reads x */
 }
 
-static lunet_status run_avg(lunet_tensor *y, lunet_tensor *x, const lunet__pool_geometry *g, bool adaptive, bool backward) {
-    run_avg_kernel(g, x->dtype, lunet_tensor_data(y), lunet_tensor_data(x), adaptive, backward);
-    return LUNET_OK;
-}
-
 static lunet_status avg_backward_common(lunet__node *node, const lunet_tensor *grad, lunet_tensor **grad_in,
                                         bool adaptive) {
     const lunet_tensor *x = node->inputs[0];
@@ -277,7 +272,7 @@ static lunet_status avg_backward_common(lunet__node *node, const lunet_tensor *g
     lunet_tensor *dy;
     LUNET_TRY(lunet__contiguous_nograd(&dy, grad));
     lunet_status s = lunet_tensor_zeros(&grad_in[0], x->dtype, 4, x->shape);
-    if (s == LUNET_OK) s = run_avg(dy, grad_in[0], &g, adaptive, true);
+    if (s == LUNET_OK) run_avg_kernel(&g, x->dtype, lunet_tensor_data(dy), lunet_tensor_data(grad_in[0]), adaptive, true);
     lunet_tensor_release(dy);
     return s;
 }
@@ -296,7 +291,7 @@ static lunet_status avg_forward(lunet_tensor **out, const lunet_tensor *x, const
     lunet_tensor *xc = NULL, *y = NULL;
     lunet_status s = lunet__contiguous_nograd(&xc, x);
     if (s == LUNET_OK) s = lunet__tensor_new(&y, x->dtype, 4, shape, op);
-    if (s == LUNET_OK) s = run_avg(y, xc, g, adaptive, false);
+    if (s == LUNET_OK) lunet__avg_pool2d_forward(g, x->dtype, lunet_tensor_data(y), lunet_tensor_data(xc), adaptive);
     lunet_tensor_release(xc);
     lunet__node *node = NULL;
     if (s == LUNET_OK)

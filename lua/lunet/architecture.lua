@@ -92,33 +92,25 @@ kinds.Conv2d = {
   end,
 }
 
-kinds.MaxPool2d = {
-  fields = { kernel_size = "size_pair", stride = "size_pair", padding = "count_pair", dilation = "size_pair",
-    ceil_mode = "boolean" },
-  describe = function(m)
-    local o = m.options
-    return { kernel_size = pair(o.kernel_size), stride = pair(o.stride), padding = pair(o.padding),
-      dilation = pair(o.dilation), ceil_mode = o.ceil_mode }
-  end,
-  build = function(d)
-    return nn.MaxPool2d(d.kernel_size, { stride = d.stride, padding = d.padding, dilation = d.dilation,
-      ceil_mode = d.ceil_mode })
-  end,
-}
+-- MaxPool2d and AvgPool2d share their settings but one: max pooling's dilation (a size pair),
+-- average pooling's count_include_pad (a boolean).
+local function pool(class, own, own_kind)
+  return {
+    fields = { kernel_size = "size_pair", stride = "size_pair", padding = "count_pair", ceil_mode = "boolean",
+      [own] = own_kind },
+    describe = function(m)
+      local o = m.options
+      return { kernel_size = pair(o.kernel_size), stride = pair(o.stride), padding = pair(o.padding),
+        ceil_mode = o.ceil_mode, [own] = own_kind == "size_pair" and pair(o[own]) or o[own] }
+    end,
+    build = function(d)
+      return class(d.kernel_size, { stride = d.stride, padding = d.padding, ceil_mode = d.ceil_mode, [own] = d[own] })
+    end,
+  }
+end
 
-kinds.AvgPool2d = {
-  fields = { kernel_size = "size_pair", stride = "size_pair", padding = "count_pair", ceil_mode = "boolean",
-    count_include_pad = "boolean" },
-  describe = function(m)
-    local o = m.options
-    return { kernel_size = pair(o.kernel_size), stride = pair(o.stride), padding = pair(o.padding),
-      ceil_mode = o.ceil_mode, count_include_pad = o.count_include_pad }
-  end,
-  build = function(d)
-    return nn.AvgPool2d(d.kernel_size, { stride = d.stride, padding = d.padding, ceil_mode = d.ceil_mode,
-      count_include_pad = d.count_include_pad })
-  end,
-}
+kinds.MaxPool2d = pool(nn.MaxPool2d, "dilation", "size_pair")
+kinds.AvgPool2d = pool(nn.AvgPool2d, "count_include_pad", "boolean")
 
 kinds.AdaptiveAvgPool2d = {
   fields = { output_size = "size_pair" },
@@ -206,27 +198,39 @@ local function class_name(m)
   return mt and mt.__name
 end
 
+-- The description of m, or nil and why it has none (a module of a user-defined class).
 local function describe(m, where)
   local name = class_name(m)
   if name == SEQUENTIAL and getmetatable(m) == nn.Sequential then
     local layers = {}
-    for i = 1, #m do layers[i] = describe(m[i], string.format("%s[%d]", where, i)) end
+    for i = 1, #m do
+      local d, problem = describe(m[i], string.format("%s[%d]", where, i))
+      if not d then return nil, problem end
+      layers[i] = d
+    end
     return { type = SEQUENTIAL, layers = layers }
   end
   local kind = kinds[name]
   if not kind or getmetatable(m) ~= nn[name] then
-    error(string.format("architecture: %s is a %s, which is not a built-in layer; only Sequential models of "
-      .. "built-in layers can be described (and saved with their architecture)", where, tostring(name)), 0)
+    return nil, string.format("architecture: %s is a %s, which is not a built-in layer; only Sequential models of "
+      .. "built-in layers can be described (and saved with their architecture)", where, tostring(name))
   end
   local d = kind.describe(m)
   d.type = name
   return d
 end
 
---- The description of a model built from Sequential and built-in layers.
--- Raises, naming the place, for a module of a user-defined class.
-function architecture.describe(model)
+--- The description of a model built from Sequential and built-in layers, or nil and the reason
+-- (naming the place) for a model with a module of a user-defined class.
+function architecture.try_describe(model)
   return describe(model, "model")
+end
+
+--- The same, raising instead of returning nil.
+function architecture.describe(model)
+  local d, problem = describe(model, "model")
+  if not d then error(problem, 0) end
+  return d
 end
 
 ---------------------------------------------------------------------------------------------
@@ -322,10 +326,21 @@ local function check(d, where, depth, count)
   return out
 end
 
+-- The descriptions check returned: build and tensor_shapes take them without checking again
+-- (they are fresh copies nobody else has changed).
+local checked = setmetatable({}, { __mode = "k" })
+
+local function checked_copy(desc)
+  if checked[desc] then return desc end
+  return architecture.check(desc)
+end
+
 --- Checks a description from an untrusted source and returns a normalised copy (integral
 -- numbers as integers).  Raises with a message naming the place of the first problem.
 function architecture.check(desc)
-  return check(desc, "model", 0, { layers = 0 })
+  local out = check(desc, "model", 0, { layers = 0 })
+  checked[out] = true
+  return out
 end
 
 ---------------------------------------------------------------------------------------------
@@ -340,9 +355,10 @@ local function build(d)
   return kinds[d.type].build(d)
 end
 
---- A new model (fresh weights) of the shape desc describes; desc is checked first.
+--- A new model (fresh weights) of the shape desc describes; desc is checked first unless it
+-- came from architecture.check.
 function architecture.build(desc)
-  return build(architecture.check(desc))
+  return build(checked_copy(desc))
 end
 
 local function tensor_shapes(d, prefix, out)
@@ -355,9 +371,9 @@ local function tensor_shapes(d, prefix, out)
 end
 
 --- The parameters and buffers a model of this description has: a table state-dict name ->
--- shape (a list of sizes).  desc is checked first.
+-- shape (a list of sizes).  desc is checked first unless it came from architecture.check.
 function architecture.tensor_shapes(desc)
-  return tensor_shapes(architecture.check(desc), "", {})
+  return tensor_shapes(checked_copy(desc), "", {})
 end
 
 return architecture

@@ -26,10 +26,7 @@ local checkpoint = {}
 checkpoint.FORMAT = "1"
 local MAX_DEPTH = 32
 
-local function is_module(v)
-  return type(v) == "table" and getmetatable(v) ~= nil and type(v.state_dict) == "function"
-    and type(v.named_parameters) == "function"
-end
+local is_module = require("lunet.nn.Module").is_module
 
 local function has_state(v)
   return type(v) == "table" and getmetatable(v) ~= nil and type(v.state) == "function"

@@ -25,11 +25,7 @@ local function human_bytes(n)
   return i == 1 and string.format("%d B", n) or string.format("%.1f %s", n, units[i])
 end
 
-local function thousands(n)
-  local s = tostring(n)
-  local out = s:reverse():gsub("(%d%d%d)", "%1,"):reverse()
-  return (out:gsub("^,", ""))
-end
+local thousands = require("lunet.format").group_digits
 
 local function file_size(path)
   local f = io.open(path, "rb")
@@ -58,8 +54,7 @@ local function layer_lines(lunet, model, input_shape)
           x = lunet.no_grad(function() return layer(x) end)
           shape = "[" .. table.concat(x:shape(), ", ") .. "]"
         end
-        local params = 0
-        for _, p in ipairs(layer:parameters()) do params = params + p:numel() end
+        local params = layer:parameter_count()
         local text = string.format("%s(%s)", layer.__name, layer:extra_repr())
         local line = string.format("  %-6s %-48s %-18s %s", name, text, shape, params > 0 and thousands(params) or "")
         lines[#lines + 1] = line:gsub("%s+$", "")
@@ -72,11 +67,8 @@ end
 
 function cli.info(lunet, path, out)
   local model = lunet.load(path)
-  local dtypes, count = {}, 0
-  for _, entry in ipairs(model:named_parameters()) do
-    dtypes[entry[2].dtype] = true
-    count = count + entry[2]:numel()
-  end
+  local dtypes = {}
+  for _, p in ipairs(model:parameters()) do dtypes[p.dtype] = true end
   local dtype_list = {}
   for d in pairs(dtypes) do dtype_list[#dtype_list + 1] = d end
   table.sort(dtype_list)
@@ -85,7 +77,7 @@ function cli.info(lunet, path, out)
   out:write(string.format("input: %s\n", shape and ("[N, " .. table.concat(shape, ", ") .. "]") or "not recorded"))
   out:write(string.format("  %-6s %-48s %-18s %s\n", "layer", "", "output (N = 1)", "parameters"))
   for _, line in ipairs(layer_lines(lunet, model, shape)) do out:write(line, "\n") end
-  out:write(string.format("parameters: %s (%s)\n", thousands(count), table.concat(dtype_list, ", ")))
+  out:write(string.format("parameters: %s (%s)\n", thousands(model:parameter_count()), table.concat(dtype_list, ", ")))
   if model.class_names then out:write("classes: ", table.concat(model.class_names, ", "), "\n") end
 end
 

@@ -50,15 +50,25 @@ end
 adders[nn.BatchNorm1d] = add_batch_norm
 adders[nn.BatchNorm2d] = add_batch_norm
 
--- The layers of model in the order they run, or nil and the reason it cannot compile.
-local function flatten_layers(model, out)
-  local class = getmetatable(model)
+local WEIGHT_FIELDS = { "weight", "bias", "running_mean", "running_var" }
+
+-- Appends to `found` the layers of model in the order they run (found.layers), and what a
+-- graph of them depends on: found.deps, a flat list of triples (table, key, value) that must
+-- all still hold (each Sequential's length and children, each layer's weight tensors), and
+-- found.tensors, those weights, whose versions the graph watches in C (graph:watch: an
+-- optimizer step or a copy into a weight bumps a version).  predict on one sample checks deps
+-- on every call, so they are one flat loop.  Returns found, or nil and the reason the model
+-- cannot compile.
+local function collect(model, found)
+  local class, deps = getmetatable(model), found.deps
   if class == nn.Sequential then
+    deps[#deps + 1], deps[#deps + 2], deps[#deps + 3] = model, "#", #model
     for i = 1, #model do
-      local ok, reason = flatten_layers(model[i], out)
+      deps[#deps + 1], deps[#deps + 2], deps[#deps + 3] = model, i, model[i]
+      local ok, reason = collect(model[i], found)
       if not ok then return nil, reason end
     end
-    return out
+    return found
   end
   if adders[class] == nil then
     return nil, string.format("%s is not a built-in layer", model.__name or tostring(class))
@@ -66,19 +76,19 @@ local function flatten_layers(model, out)
   if (class == nn.BatchNorm1d or class == nn.BatchNorm2d) and not model.track_running_stats then
     return nil, model.__name .. " without running statistics normalises with each batch's own"
   end
-  out[#out + 1] = model
-  return out
+  found.layers[#found.layers + 1] = model
+  for _, name in ipairs(WEIGHT_FIELDS) do
+    local t = rawget(model, name)
+    if t ~= nil then
+      deps[#deps + 1], deps[#deps + 2], deps[#deps + 3] = model, name, t
+      found.tensors[#found.tensors + 1] = t
+    end
+  end
+  return found
 end
 
-local WEIGHT_FIELDS = { "weight", "bias", "running_mean", "running_var" }
-
---- The C model graph of model for samples of sample_shape (the input's shape without the batch
--- dim), or nil and the reason when the model has a layer the graph does not take.  Errors in
--- the model itself (a Linear whose size does not match what reaches it) are raised.
--- @param[opt] dtype the graph's dtype ("f32"; a model converted to f64 needs "f64")
-function compile.compile(model, sample_shape, dtype)
-  local layers, reason = flatten_layers(model, {})
-  if not layers then return nil, reason end
+-- The graph of collected layers.
+local function build(layers, sample_shape, dtype)
   local graph = core.model_graph(dtype or "f32", sample_shape)
   for _, m in ipairs(layers) do
     local add = adders[getmetatable(m)]
@@ -87,27 +97,14 @@ function compile.compile(model, sample_shape, dtype)
   return graph
 end
 
--- What a cached graph depends on, as a flat list of triples (table, key, value) that must all
--- still hold: each Sequential's children and length, and each layer's weight tensors.  The
--- weights' versions (an optimizer step or a copy into a weight bumps one) are checked in C by
--- the graph itself (graph:watch).  predict on one sample pays for this check on every call, so
--- it is one flat loop.
-local function dependencies(model, deps, tensors)
-  if getmetatable(model) == nn.Sequential then
-    deps[#deps + 1], deps[#deps + 2], deps[#deps + 3] = model, "#", #model
-    for i = 1, #model do
-      deps[#deps + 1], deps[#deps + 2], deps[#deps + 3] = model, i, model[i]
-      dependencies(model[i], deps, tensors)
-    end
-    return
-  end
-  for _, name in ipairs(WEIGHT_FIELDS) do
-    local t = rawget(model, name)
-    if t ~= nil then
-      deps[#deps + 1], deps[#deps + 2], deps[#deps + 3] = model, name, t
-      tensors[#tensors + 1] = t
-    end
-  end
+--- The C model graph of model for samples of sample_shape (the input's shape without the batch
+-- dim), or nil and the reason when the model has a layer the graph does not take.  Errors in
+-- the model itself (a Linear whose size does not match what reaches it) are raised.
+-- @param[opt] dtype the graph's dtype ("f32"; a model converted to f64 needs "f64")
+function compile.compile(model, sample_shape, dtype)
+  local found, reason = collect(model, { layers = {}, deps = {}, tensors = {} })
+  if not found then return nil, reason end
+  return build(found.layers, sample_shape, dtype)
 end
 
 local function still_current(cache, x)
@@ -136,12 +133,11 @@ function compile.current_graph(model, x)
   rawset(model, "_compiled", nil)
   local shape = x:shape()
   table.remove(shape, 1)
-  local graph = compile.compile(model, shape, x.dtype)
-  if not graph then return nil end
-  local deps, tensors = {}, {}
-  dependencies(model, deps, tensors)
-  graph:watch(tensors)
-  rawset(model, "_compiled", { graph = graph, deps = deps, shape = shape, dtype = x.dtype })
+  local found = collect(model, { layers = {}, deps = {}, tensors = {} })
+  if not found then return nil end
+  local graph = build(found.layers, shape, x.dtype)
+  graph:watch(found.tensors)
+  rawset(model, "_compiled", { graph = graph, deps = found.deps, shape = shape, dtype = x.dtype })
   return graph
 end
 

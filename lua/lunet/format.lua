@@ -5,7 +5,15 @@
 -- than three orders of magnitude (or beyond 1e8, or below 1e-4) in scientific notation.
 -- Tensors with more than 1000 elements show three items at each end of every dim.
 -- The suffix always names the dtype and the shape, and the autograd state when there is one.
+-- Also the digit grouping of counts in summaries (format.group_digits).
 local format = {}
+
+--- An integer with its thousands separated by commas: 1234567 -> "1,234,567".
+function format.group_digits(n)
+  local s = tostring(n)
+  local out = s:reverse():gsub("(%d%d%d)", "%1,"):reverse()
+  return (out:gsub("^,", ""))
+end
 
 local SUMMARIZE_ABOVE = 1000
 local EDGE_ITEMS = 3

@@ -14,6 +14,7 @@
 -- Calling a module calls forward.  Classes are made with Module:extend(name) and instantiated
 -- by calling them (Net()), which runs init with the arguments.
 local core = require("lunet.core")
+local group_digits = require("lunet.format").group_digits
 
 local Module = {}
 Module.__index = Module
@@ -163,12 +164,6 @@ end
 
 --- The settings shown by tostring (subclasses override it: "784, 128, bias=true").
 function Module:extra_repr() return "" end
-
-local function group_digits(n)
-  local s = tostring(n)
-  local out = s:reverse():gsub("(%d%d%d)", "%1,"):reverse()
-  return (out:gsub("^,", ""))
-end
 
 local function own_parameter_count(module)
   local n = 0

@@ -9,7 +9,7 @@ local GraphWriter = {}
 GraphWriter.__index = GraphWriter
 
 function GraphWriter.new()
-  return setmetatable({ nodes = {}, initializers = {}, used_names = {}, node_count = 0 }, GraphWriter)
+  return setmetatable({ nodes = {}, initializers = {}, used_names = {} }, GraphWriter)
 end
 
 --- A value name not used before, from a readable base ("3.Conv2d" -> "3.Conv2d", "3.Conv2d_1", ...).
@@ -23,37 +23,35 @@ function GraphWriter:fresh_name(base)
   return name
 end
 
+-- Adds an initializer of raw little-endian bytes under a fresh name; returns the name.
+function GraphWriter:add_initializer(base_name, dims, data_type, raw)
+  local name = self:fresh_name(base_name)
+  self.initializers[#self.initializers + 1] = { name = name, dims = dims, data_type = data_type, raw = raw }
+  return name
+end
+
 --- Adds a float32 initializer holding tensor t (any float dtype; stored as float32); returns its name.
 function GraphWriter:add_tensor(base_name, t)
-  local name = self:fresh_name(base_name)
-  self.initializers[#self.initializers + 1] = { name = name, dims = t:shape(), data_type = schema.DataType.FLOAT,
-    raw = tensor_bytes.encode(t, "f32") }
-  return name
+  return self:add_initializer(base_name, t:shape(), schema.DataType.FLOAT, tensor_bytes.encode(t, "f32"))
 end
 
 --- Adds an int64 initializer holding a list of integers (a Reshape's shape); returns its name.
 function GraphWriter:add_int64_list(base_name, values)
-  local name = self:fresh_name(base_name)
-  self.initializers[#self.initializers + 1] = { name = name, dims = { #values }, data_type = schema.DataType.INT64,
-    raw = string.pack("<" .. string.rep("i8", #values), table.unpack(values)) }
-  return name
+  return self:add_initializer(base_name, { #values }, schema.DataType.INT64,
+    string.pack("<" .. string.rep("i8", #values), table.unpack(values)))
 end
 
 --- Adds a float32 scalar initializer (the constants of a decomposed GELU); returns its name.
 function GraphWriter:add_scalar(base_name, x)
-  local name = self:fresh_name(base_name)
-  self.initializers[#self.initializers + 1] = { name = name, dims = {}, data_type = schema.DataType.FLOAT,
-    raw = string.pack("<f", x) }
-  return name
+  return self:add_initializer(base_name, {}, schema.DataType.FLOAT, string.pack("<f", x))
 end
 
---- Adds a node; attributes is a list of {name, kind, value} with kind "int", "float", "ints"
--- or "floats".  Returns the name of its (single) output, made from output_base.
+--- Adds a node; attributes is a list of {name, kind, value} with kind "int", "float" or
+-- "ints".  Returns the name of its (single) output, made from output_base.
 function GraphWriter:add_node(op_type, inputs, output_base, attributes)
-  self.node_count = self.node_count + 1
-  local output = self:fresh_name(output_base)
-  self.nodes[#self.nodes + 1] = { op_type = op_type, inputs = inputs, output = output,
-    name = string.format("%s_%d", op_type, self.node_count), attributes = attributes or {} }
+  local output, n = self:fresh_name(output_base), #self.nodes + 1
+  self.nodes[n] = { op_type = op_type, inputs = inputs, output = output, name = string.format("%s_%d", op_type, n),
+    attributes = attributes or {} }
   return output
 end
 
@@ -72,8 +70,6 @@ local function encode_attribute(a)
     body = pb.message(pb.float_field(A.f, value), pb.varint_field(A.type, T.FLOAT))
   elseif kind == "ints" then
     body = pb.message(pb.varint_fields(A.ints, value), pb.varint_field(A.type, T.INTS))
-  elseif kind == "floats" then
-    body = pb.message(pb.float_fields(A.floats, value), pb.varint_field(A.type, T.FLOATS))
   else
     error("onnx: unknown attribute kind " .. tostring(kind))
   end

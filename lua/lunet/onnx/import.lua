@@ -22,20 +22,16 @@ local function node_label(node)
   return string.format("node %q (%s)", node.name, node.op_type)
 end
 
--- Attribute readers with ONNX's defaults.
-local function int_attribute(node, name, default)
+-- Attribute readers with ONNX's defaults.  A scalar attribute's value is in field ("i" or "f").
+local function scalar_attribute(node, name, default, field, what)
   local a = node.attributes[name]
   if not a then return default end
-  if not a.i then fail("%s: attribute %s should be an integer", node_label(node), name) end
-  return a.i
+  if not a[field] then fail("%s: attribute %s should be %s", node_label(node), name, what) end
+  return a[field]
 end
 
-local function float_attribute(node, name, default)
-  local a = node.attributes[name]
-  if not a then return default end
-  if not a.f then fail("%s: attribute %s should be a float", node_label(node), name) end
-  return a.f
-end
+local function int_attribute(node, name, default) return scalar_attribute(node, name, default, "i", "an integer") end
+local function float_attribute(node, name, default) return scalar_attribute(node, name, default, "f", "a float") end
 
 local function pair_attribute(node, name, default)
   local a = node.attributes[name]

@@ -49,13 +49,6 @@ function writer.varint_fields(field, values)
   return table.concat(parts)
 end
 
---- A repeated float field, one entry per value.
-function writer.float_fields(field, values)
-  local parts = {}
-  for i, v in ipairs(values) do parts[i] = writer.float_field(field, v) end
-  return table.concat(parts)
-end
-
 --- Joins field bytes (and nils, which are left out: absent optional fields) into one message.
 function writer.message(...)
   local parts = {}
