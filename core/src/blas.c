@@ -45,13 +45,35 @@ static const char *op_row(const void *x, bool trans, int64_t ld, int64_t i, size
     return (const char *)x + (size_t)(trans ? i : i * ld) * z;
 }
 
+/* Rows of C are computed in blocks of ROW_BLOCK that start at multiples of ROW_BLOCK.  oneDNN
+ * picks its blocking from the product's shape and the CPU's caches, so on some CPUs (AMD Zen 3
+ * here) the same row of C comes out with different rounding in an M = 301 product than in an
+ * M = 256 one.  Fixed row blocks make each row's bits independent of the batch around it: a
+ * model graph, which runs batches in slices of LUNET_MODEL_MAX_BATCH, gives the same bits as
+ * the layers on the whole batch, on every CPU. */
+#define ROW_BLOCK LUNET_MODEL_MAX_BATCH
+
+/* C rows [first, last) with columns [col, col + n) on one thread, in fixed row blocks. */
+static void gemm_rows(lunet_dtype dtype, bool trans_a, bool trans_b, int64_t first, int64_t last, int64_t col, int64_t n,
+                      int64_t k, double alpha, const void *a, int64_t lda, const void *b, int64_t ldb, double beta,
+                      void *c, int64_t ldc) {
+    size_t z = lunet_dtype_size(dtype);
+    for (int64_t r = first; r < last;) {
+        int64_t end = (r / ROW_BLOCK + 1) * ROW_BLOCK;
+        if (end > last) end = last;
+        gemm_serial(dtype, trans_a, trans_b, end - r, n, k, alpha, op_row(a, trans_a, lda, r, z), lda,
+                    op_row(b, !trans_b, ldb, col, z), ldb, beta, (char *)c + (size_t)(r * ldc + col) * z, ldc);
+        r = end;
+    }
+}
+
 void lunet__gemm(lunet__split split, lunet_dtype dtype, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
                  double alpha, const void *a, int64_t lda, const void *b, int64_t ldb, double beta, void *c,
                  int64_t ldc) {
     /* f64 runs the gradient checks only: OpenBLAS threads it as it likes. */
     int workers = dtype == LUNET_DTYPE_F32 ? lunet__workers_for(m * n * k, GEMM_MIN_WORK_PER_WORKER) : 1;
     if (workers == 1) {
-        gemm_serial(dtype, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        gemm_rows(dtype, trans_a, trans_b, 0, m, 0, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return;
     }
     bool by_rows = split == LUNET__SPLIT_ROWS || (split == LUNET__SPLIT_ANY && m >= n);
@@ -61,14 +83,11 @@ void lunet__gemm(lunet__split split, lunet_dtype dtype, bool trans_a, bool trans
         int64_t first, last;
         if (by_rows) { /* rows [first, last) of C: the same rows of op(A) */
             lunet__block(&first, &last, m, w, workers, 1);
-            if (last > first)
-                gemm_serial(dtype, trans_a, trans_b, last - first, n, k, alpha, op_row(a, trans_a, lda, first, z), lda,
-                            b, ldb, beta, (char *)c + (size_t)(first * ldc) * z, ldc);
+            gemm_rows(dtype, trans_a, trans_b, first, last, 0, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         } else { /* columns [first, last) of C, in whole cache lines: the same columns of op(B) */
             lunet__block(&first, &last, n, w, workers, 64 / (int64_t)z);
             if (last > first)
-                gemm_serial(dtype, trans_a, trans_b, m, last - first, k, alpha, a, lda,
-                            op_row(b, !trans_b, ldb, first, z), ldb, beta, (char *)c + (size_t)first * z, ldc);
+                gemm_rows(dtype, trans_a, trans_b, 0, m, first, last - first, k, alpha, a, lda, b, ldb, beta, c, ldc);
         }
     }
 }
