@@ -377,7 +377,8 @@ typedef struct lunet_pool2d_params {
 } lunet_pool2d_params;
 
 /* Max over each window of each (N, C) plane; the gradient goes to the first maximum (ties go to
- * the lowest index) and NaN wins, as in PyTorch. */
+ * the lowest index) and NaN wins, as in PyTorch.  A u8 (quantized) x is pooled too, without
+ * a gradient. */
 lunet_status lunet_max_pool2d(lunet_tensor **out, const lunet_tensor *x, const lunet_pool2d_params *params);
 lunet_status lunet_avg_pool2d(lunet_tensor **out, const lunet_tensor *x, const lunet_pool2d_params *params);
 /* Averages over windows that split (H, W) into (out_h, out_w) as evenly as possible. */
@@ -432,6 +433,62 @@ lunet_status lunet_l1_loss(lunet_tensor **out, const lunet_tensor *input, const 
  * weighs the positive term, or NULL. */
 lunet_status lunet_bce_with_logits(lunet_tensor **out, const lunet_tensor *input, const lunet_tensor *target,
                                    const lunet_tensor *pos_weight, lunet_reduction reduction);
+
+/* ------------------------------------------------------------------------------------------
+ * int8: post-training quantization in the layout ONNX Runtime uses.  An activation is u8 with
+ * a per-tensor scale and zero point (real = scale (q - zero_point)); a Linear or Conv2d weight
+ * is s8, symmetric, with one scale per output channel; a bias is i32 with scale
+ * x_scale w_scale[o].  Products accumulate in int32 and are requantized with the float
+ * multiplier x_scale w_scale[o] / y_scale, rounding half to even; a fused ReLU is the clamp
+ * at the output's zero point.  The answer is defined by plain loops; the fast kernels (AVX2,
+ * chosen at run time) give the same bits.  On AVX2 without VNNI the fast kernel needs every
+ * pair of neighbouring weights to satisfy |w[2i]| + |w[2i+1]| <= 128, which 7-bit weights
+ * (weight_bits 7, in [-63, 63]) always do; other weights run a plain C kernel.
+ * ---------------------------------------------------------------------------------------- */
+
+typedef struct lunet_qparams {
+    float scale;        /* > 0 */
+    int32_t zero_point; /* 0..255 */
+} lunet_qparams;
+
+/* The parameters for values in [lo, hi]: the range is widened to hold 0 (so that 0 is
+ * exact), scale = (hi - lo) / 255, zero_point = round(-lo / scale).  An empty range gives
+ * scale 1, zero point 0. */
+lunet_qparams lunet_qparams_for_range(double lo, double hi);
+/* Checks that p is usable (finite positive scale, zero point in 0..255); op names the caller. */
+lunet_status lunet_qparams_check(lunet_qparams p, const char *op);
+
+/* f32 x -> u8, clamp(round_half_even(x / scale) + zero_point, 0, 255) (QuantizeLinear). */
+lunet_status lunet_quantize(lunet_tensor **out, const lunet_tensor *x, lunet_qparams q);
+/* u8 q -> f32, (q - zero_point) scale (DequantizeLinear). */
+lunet_status lunet_dequantize(lunet_tensor **out, const lunet_tensor *q, lunet_qparams p);
+/* Symmetric per-output-channel quantization of a float weight (dim 0 = output channels):
+ * scale[o] = max |w[o]| / qmax (1 for an all-zero channel), q = clamp(round(w / scale), -qmax,
+ * qmax) with qmax = 2^(bits-1) - 1, bits 7 or 8.  *q is i8 with w's shape, *scale f32 (O). */
+lunet_status lunet_quantize_weight(lunet_tensor **q, lunet_tensor **scale, const lunet_tensor *w, int bits);
+/* The i32 bias round(b[o] / (x_scale w_scale[o])), saturated to the int32 range. */
+lunet_status lunet_quantize_bias(lunet_tensor **out, const lunet_tensor *bias, float x_scale,
+                                 const lunet_tensor *w_scale);
+
+/* A quantized Linear or Conv2d layer: weight i8 (O, ...), scale f32 (O), bias i32 (O) or
+ * NULL, the output's parameters, and whether a ReLU is fused. */
+typedef struct lunet_qlayer_params {
+    const lunet_tensor *weight, *scale, *bias;
+    lunet_qparams output;
+    bool relu;
+} lunet_qlayer_params;
+
+/* x u8 (..., in) with parameters xq -> u8 (..., out). */
+lunet_status lunet_qlinear(lunet_tensor **out, const lunet_tensor *x, lunet_qparams xq, const lunet_qlayer_params *layer);
+/* x u8 (N, C, H, W) -> u8 (N, O, OH, OW); padding reads the input's zero point; groups 1. */
+lunet_status lunet_qconv2d(lunet_tensor **out, const lunet_tensor *x, lunet_qparams xq, const lunet_qlayer_params *layer,
+                           const lunet_conv2d_params *params);
+/* Dynamic int8 Linear: each row of x f32 (..., in) is quantized on the fly with its own
+ * range (DynamicQuantizeLinear's rule), multiplied in int32 by weight i8 (out, in) with scale
+ * f32 (out), and returned as f32 (..., out) plus the f32 bias (or NULL); relu fuses a ReLU.
+ * A row's answer does not depend on the other rows of the batch. */
+lunet_status lunet_linear_dynamic(lunet_tensor **out, const lunet_tensor *x, const lunet_tensor *weight,
+                                  const lunet_tensor *scale, const lunet_tensor *bias, bool relu);
 
 /* ------------------------------------------------------------------------------------------
  * Model graphs: a trained network compiled for inference.  A graph is a fixed list of layers

@@ -4,6 +4,7 @@
  * its maximum within the plane (i32), which is all its backward needs.
  */
 #include "internal.h"
+#include "quant.h"
 
 #include <math.h>
 #include <string.h>
@@ -50,7 +51,8 @@ static lunet_status pool_geometry_of_tensor(lunet__pool_geometry *g, const lunet
     char sx[LUNET__SHAPE_BUF];
     if (x->ndim != 4)
         return lunet__fail(LUNET_ERR_SHAPE, "%s: input must be (N, C, H, W), got %s", op, lunet__shape_str(sx, sizeof sx, x));
-    if (!lunet_dtype_is_float(x->dtype))
+    bool quantized_max = x->dtype == LUNET_DTYPE_U8 && strcmp(op, "max_pool2d") == 0;
+    if (!lunet_dtype_is_float(x->dtype) && !quantized_max)
         return lunet__fail(LUNET_ERR_DTYPE, "%s: input must be f32 or f64, not %s", op, lunet_dtype_name(x->dtype));
     LUNET_TRY(lunet__pool_geometry_of(g, x->shape[2], x->shape[3], p, op));
     g->planes = x->shape[0] * x->shape[1];
@@ -231,6 +233,12 @@ lunet_status lunet_max_pool2d(lunet_tensor **out, const lunet_tensor *x, const l
     int64_t shape[4] = {x->shape[0], x->shape[1], g.oh, g.ow};
     lunet_tensor *xc = NULL, *y = NULL, *at = NULL;
     lunet_status s = lunet__contiguous_nograd(&xc, x);
+    if (x->dtype == LUNET_DTYPE_U8) { /* a quantized activation: no gradient */
+        if (s == LUNET_OK) s = lunet__tensor_new(&y, x->dtype, 4, shape, "max_pool2d");
+        if (s == LUNET_OK) lunet__max_pool2d_u8(&g, lunet_tensor_data(y), lunet_tensor_data(xc));
+        lunet_tensor_release(xc);
+        return lunet__hand_over(out, y, s);
+    }
     if (s == LUNET_OK) s = lunet__tensor_new(&y, x->dtype, 4, shape, "max_pool2d");
     if (s == LUNET_OK) s = lunet__tensor_new(&at, LUNET_DTYPE_I32, 4, shape, "max_pool2d");
     if (s == LUNET_OK) lunet__max_pool2d_forward(&g, x->dtype, lunet_tensor_data(y), lunet_tensor_data(at), lunet_tensor_data(xc));

@@ -1,0 +1,148 @@
+/*
+ * quant.h: the int8 kernels behind quantized Linear and Conv2d, shared by the tensor ops
+ * (quant.c) and the model graph (model_run.c).  Private to core/src.
+ *
+ * Every product here is one shape: C (M x N) = A (M x K) B (K x N) in exact int32, then a
+ * per-channel epilogue.  A is read row by row, four bytes of K at a time; B is "packed": its
+ * columns in panels of eight, each panel K-quad by K-quad (32 bytes: column c's four k at
+ * byte 4c), zero past K and past N.  That is the layout of vpmaddubsw, which multiplies 32
+ * unsigned bytes by 32 signed bytes and adds neighbouring pairs into 16-bit lanes.  A Linear
+ * layer reads its u8 input as A and packs its s8 weight as B (channels are columns); a
+ * Conv2d layer keeps its s8 weight as A (channels are rows) and unfolds each u8 image
+ * straight into packed columns.
+ *
+ * The 16-bit pair sums saturate unless |w[2i]| + |w[2i+1]| <= 128 for every pair of weights
+ * the sums meet (255 * 128 = 32640).  Weights quantized to 7 bits always pass; for others
+ * the product runs a plain C kernel on the same packed data.  Both give the exact sum, so a
+ * product's bits never depend on the machine or the kernel.
+ */
+#ifndef LUNET_QUANT_H
+#define LUNET_QUANT_H
+
+#include "internal.h"
+
+/* u8 = clamp(round_half_even(x / scale) + zero_point, 0, 255), ONNX QuantizeLinear's rule
+ * (the clamp is applied before rounding, as ONNX Runtime does; the bounds are integers, so
+ * the result is the same). */
+void lunet__quantize_f32(uint8_t *q, const float *x, int64_t n, float scale, int32_t zero_point);
+/* x = (q - zero_point) * scale, ONNX DequantizeLinear's rule. */
+void lunet__dequantize_f32(float *x, const uint8_t *q, int64_t n, float scale, int32_t zero_point);
+
+/* What happens to each int32 sum acc of a product (channel = the sum's row or column):
+ *   u8 output:  clamp(round_half_even(float(acc + offset[ch]) * multiplier[ch]) + zero_point, low, 255)
+ *   f32 output: float(acc + offset[ch]) * multiplier[ch] + fbias[ch], then max(0, .) with relu.
+ * offset holds the int32 bias minus the input's zero point times the channel's weight sum,
+ * so acc itself is the raw sum of q_x q_w.  int32 additions wrap, in every kernel alike.
+ * A dynamic layer quantizes each input row with its own scale and zero point, so there
+ * offset = -row_zero_point[r] * wsum[ch] and multiplier = row_scale[r] * multiplier[ch]. */
+typedef struct lunet__epilogue {
+    const int32_t *offset;
+    const float *multiplier;
+    const float *fbias;       /* f32 output only; may be NULL */
+    const int32_t *wsum;      /* dynamic: each channel's weight sum */
+    const float *row_scale;   /* dynamic: each row's input scale (NULL for static layers) */
+    const int32_t *row_zero_point;
+    int32_t zero_point, low;  /* u8 output: low is zero_point for a fused ReLU, else 0 */
+    bool float_out, relu;     /* relu: f32 output only (u8 output clamps at low) */
+    bool channel_is_row;
+} lunet__epilogue;
+
+/* Applies e to n sums acc (row `row`, columns col..col+n-1), writing n outputs at out. */
+void lunet__epilogue_run(const lunet__epilogue *e, const int32_t *acc, int64_t n, int64_t row, int64_t col, void *out);
+
+/* ---- packed operands -------------------------------------------------------------------------- */
+
+static inline int64_t lunet__qk_quads(int64_t k) { return (k + 3) / 4; }
+static inline int64_t lunet__qpanels(int64_t n) { return (n + 7) / 8; }
+/* Bytes of a packed B with k rows and n columns. */
+static inline size_t lunet__qpacked_bytes(int64_t k, int64_t n) {
+    return (size_t)(lunet__qpanels(n) * lunet__qk_quads(k)) * 32;
+}
+/* Packs B = W^T from W (n x k, row-major bytes): a Linear layer's weight. */
+void lunet__qpack_transposed(uint8_t *packed, const void *w, int64_t n, int64_t k);
+/* True when the s8 weight rows (n x k, row stride ld) keep every pair sum of vpmaddubsw
+ * inside 16 bits with any u8 input. */
+bool lunet__qweights_pair_safe(const int8_t *w, int64_t n, int64_t k, int64_t ld);
+
+/* ---- the product ------------------------------------------------------------------------------ */
+
+typedef enum lunet__qkernel {
+    LUNET__QKERNEL_AUTO,     /* AVX2 when the CPU has it and the weights are pair-safe, else C */
+    LUNET__QKERNEL_C,        /* plain C on the packed data */
+    LUNET__QKERNEL_AVX2,     /* vpmaddubsw; exact only for pair-safe weights (tests force it) */
+} lunet__qkernel;
+
+typedef struct lunet__qgemm {
+    int64_t m, n, k;
+    const uint8_t *a;         /* m rows of k bytes, row stride lda */
+    int64_t lda;
+    bool a_unsigned;          /* A is the u8 operand (Linear) or the s8 one (Conv2d) */
+    const uint8_t *b;         /* packed, lunet__qpacked_bytes(k, n) */
+    const lunet__epilogue *epilogue;
+    void *c;                  /* m rows of n outputs (u8 or f32), row stride ldc elements */
+    int64_t ldc;
+    lunet__qkernel kernel;    /* LUNET__QKERNEL_C or _AVX2: resolved by lunet__qkernel_for */
+} lunet__qgemm;
+
+/* The kernel a product with these weights runs (weights_pair_safe from the check above). */
+lunet__qkernel lunet__qkernel_for(bool weights_pair_safe);
+/* Tests only: makes LUNET__QKERNEL_AUTO resolve to `kernel` (AUTO restores the default). */
+void lunet__qkernel_force(lunet__qkernel kernel);
+/* Runs rows [first, last) of the product. */
+void lunet__qgemm_rows(const lunet__qgemm *g, int64_t first, int64_t last);
+
+/* ---- layers ------------------------------------------------------------------------------------- */
+
+/* A quantized Linear or Conv2d weight, prepared once: the packed (Linear) or padded (Conv2d)
+ * weight, the per-channel epilogue data and the kernel that suits it. */
+typedef struct lunet__qlayer {
+    int64_t channels, k;      /* outputs, and inputs per output */
+    uint8_t *weight;          /* Linear: packed B; Conv2d: channels rows of k_padded bytes */
+    size_t weight_bytes;
+    int64_t k_padded;         /* Conv2d: k rounded up to 4 */
+    int32_t *offset, *wsum;   /* channels */
+    float *multiplier, *fbias; /* channels (fbias: dynamic layers) */
+    lunet__qkernel kernel;
+} lunet__qlayer;
+
+/* Prepares w (channels x k s8, contiguous) for a Linear (conv false) or Conv2d (conv true)
+ * layer.  bias_q (i32, may be NULL) is the static bias; x_zero_point the input's zero point
+ * (static layers), and multiplier[ch] = x_scale * w_scale[ch] / y_scale computed in float
+ * left to right, as ONNX Runtime does.  For a dynamic layer pass y_scale = 0: the multiplier
+ * is then w_scale[ch] alone (the input scale arrives with each batch), offset is 0 and
+ * fbias holds the float bias (may be NULL). */
+lunet_status lunet__qlayer_init(lunet__qlayer *q, const int8_t *w, int64_t channels, int64_t k, bool conv,
+                                const int32_t *bias_q, const float *fbias, const float *w_scale, float x_scale,
+                                int32_t x_zero_point, float y_scale);
+void lunet__qlayer_free(lunet__qlayer *q);
+
+/* y (rows x channels) from u8 x (rows x k); e describes the output (from q, plus the rows'
+ * scales for a dynamic layer).  Runs on one thread. */
+void lunet__qlinear_rows(const lunet__qlayer *q, const lunet__epilogue *e, const uint8_t *x, int64_t rows, void *y);
+
+/* The column scratch one u8 image of g needs. */
+size_t lunet__qconv_cols_bytes(const lunet__conv_geometry *g);
+/* y_img (O, OH, OW) = conv(x_img (C, H, W)), padding with x_zero_point; groups must be 1. */
+void lunet__qconv2d_image(const lunet__conv_geometry *g, const lunet__qlayer *q, const lunet__epilogue *e,
+                          const uint8_t *x_img, int32_t x_zero_point, void *y_img, uint8_t *cols);
+
+/* A dynamic layer's input rows: each row of x (rows x k, f32) is quantized to u8 with the
+ * scale and zero point of ONNX DynamicQuantizeLinear over that row. */
+void lunet__quantize_rows_dynamic(uint8_t *q, float *row_scale, int32_t *row_zero_point, const float *x,
+                                  int64_t rows, int64_t k);
+
+/* Max pooling of u8 planes (max commutes with the monotone quantization). */
+void lunet__max_pool2d_u8(const lunet__pool_geometry *g, uint8_t *y, const uint8_t *x);
+
+/* ---- references: the definitions the fast paths are held to (tests only) ---------------------- */
+
+/* y = epilogue(sum_k x[r][k] w[ch][k]) for x (rows x k, u8) and w (channels x k, s8), with
+ * the epilogue's channel being the column. */
+void lunet__qlinear_reference(const lunet__epilogue *e, const uint8_t *x, const int8_t *w, int64_t rows,
+                              int64_t channels, int64_t k, void *y);
+/* The convolution of one image by its definition (out-of-image taps read x_zero_point), with
+ * the epilogue's channel being the row. */
+void lunet__qconv2d_reference(const lunet__conv_geometry *g, const lunet__epilogue *e, const uint8_t *x_img,
+                              int32_t x_zero_point, const int8_t *w, void *y_img);
+
+#endif /* LUNET_QUANT_H */

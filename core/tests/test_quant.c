@@ -1,0 +1,299 @@
+/*
+ * test_quant.c: the int8 kernels against their definitions.  Every kernel this machine can
+ * run (the plain C one always, AVX2 when the CPU has it) must give the reference's bits on
+ * random shapes and on the extremes: inputs 0 and 255, weights +-63 (the most a 7-bit
+ * weight holds, where vpmaddubsw's pair sums come closest to saturating) and +-127 (where
+ * they do saturate, so the choice of kernel must steer around it).
+ */
+#include "check.h"
+#include "quant.h"
+
+static uint64_t rng_state = 88172645463325252ull;
+
+static uint32_t next_u32(void) { /* xorshift64 */
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 16);
+}
+
+static int64_t pick(int64_t lo, int64_t hi) { return lo + (int64_t)(next_u32() % (uint64_t)(hi - lo + 1)); }
+
+typedef enum fill { FILL_RANDOM, FILL_MAX, FILL_MIN, FILL_ALTERNATE } fill;
+
+static void fill_u8(uint8_t *x, int64_t n, fill how) {
+    for (int64_t i = 0; i < n; i++)
+        x[i] = how == FILL_MAX ? 255 : how == FILL_MIN ? 0 : how == FILL_ALTERNATE ? (i % 2 ? 255 : 0) : (uint8_t)next_u32();
+}
+
+/* Weights in [-limit, limit]: random, all +limit, all -limit, or alternating signs. */
+static void fill_s8(int8_t *w, int64_t n, int limit, fill how) {
+    for (int64_t i = 0; i < n; i++)
+        w[i] = (int8_t)(how == FILL_MAX ? limit : how == FILL_MIN ? -limit : how == FILL_ALTERNATE ? (i % 2 ? limit : -limit)
+                                                                                           : pick(-limit, limit));
+}
+
+static bool have_avx2(void) { return __builtin_cpu_supports("avx2"); }
+
+/* The kernels to try on weights: C always; AVX2 when the CPU has it and, unless `unsafe`,
+ * only where the weights are pair-safe. */
+static int kernels_for(lunet__qkernel *out, const int8_t *w, int64_t n, int64_t k, bool unsafe) {
+    int count = 0;
+    out[count++] = LUNET__QKERNEL_C;
+    if (have_avx2() && (unsafe || lunet__qweights_pair_safe(w, n, k, k))) out[count++] = LUNET__QKERNEL_AVX2;
+    return count;
+}
+
+/* Per-channel epilogue data for `channels` outputs. */
+typedef struct epilogue_data {
+    int32_t bias[128];
+    float w_scale[128];
+    float fbias[128];
+} epilogue_data;
+
+static void random_epilogue_data(epilogue_data *d, int64_t channels) {
+    for (int64_t o = 0; o < channels; o++) {
+        d->bias[o] = (int32_t)pick(-20000, 20000);
+        d->w_scale[o] = (float)pick(1, 1000) / 50000.0f;
+        d->fbias[o] = (float)pick(-1000, 1000) / 100.0f;
+    }
+}
+
+/* Runs a Linear product of every kind of output through `kernel` and the reference. */
+static bool linear_matches(lunet__qkernel kernel, const uint8_t *x, const int8_t *w, int64_t rows, int64_t channels,
+                           int64_t k, const epilogue_data *d, int output) {
+    lunet__qlayer q;
+    bool dynamic = output == 3;
+    float x_scale = 0.02f, y_scale = output == 1 ? 0.05f : 0.5f;
+    int32_t x_zp = 17;
+    if (lunet__qlayer_init(&q, w, channels, k, false, dynamic ? NULL : d->bias, dynamic ? d->fbias : NULL, d->w_scale,
+                           x_scale, x_zp, dynamic ? 0 : y_scale) != LUNET_OK)
+        return false;
+    q.kernel = kernel;
+    float row_scale[64];
+    int32_t row_zp[64];
+    for (int64_t r = 0; r < rows; r++) row_scale[r] = 0.01f * (float)(r + 1), row_zp[r] = (int32_t)(r * 7 % 256);
+    lunet__epilogue e = {.offset = q.offset, .multiplier = q.multiplier, .zero_point = 100,
+                         .low = output == 1 ? 100 : 0, .channel_is_row = false};
+    if (output == 2) e.float_out = true, e.fbias = d->fbias, e.relu = true;
+    if (dynamic)
+        e = (lunet__epilogue){.multiplier = q.multiplier, .fbias = q.fbias, .wsum = q.wsum, .row_scale = row_scale,
+                              .row_zero_point = row_zp, .float_out = true};
+    size_t elem = output >= 2 ? 4 : 1, bytes = (size_t)(rows * channels) * elem;
+    char *fast = malloc(bytes + 1), *slow = malloc(bytes + 1);
+    memset(fast, 0xAB, bytes + 1);
+    memset(slow, 0xAB, bytes + 1);
+    lunet__qlinear_rows(&q, &e, x, rows, fast);
+    lunet__qlinear_reference(&e, x, w, rows, channels, k, slow);
+    bool same = memcmp(fast, slow, bytes + 1) == 0; /* the byte past the end is untouched too */
+    free(fast);
+    free(slow);
+    lunet__qlayer_free(&q);
+    return same;
+}
+
+static void test_linear_random_shapes(void) {
+    epilogue_data d;
+    for (int trial = 0; trial < 60; trial++) {
+        int64_t rows = pick(1, 37), channels = pick(1, 70), k = pick(1, 300);
+        int limit = trial % 2 ? 63 : 127;
+        uint8_t *x = malloc((size_t)(rows * k));
+        int8_t *w = malloc((size_t)(channels * k));
+        fill_u8(x, rows * k, FILL_RANDOM);
+        fill_s8(w, channels * k, limit, FILL_RANDOM);
+        random_epilogue_data(&d, channels);
+        lunet__qkernel kernels[2];
+        int nk = kernels_for(kernels, w, channels, k, false);
+        for (int i = 0; i < nk; i++)
+            for (int output = 0; output < 4; output++) CHECK(linear_matches(kernels[i], x, w, rows, channels, k, &d, output));
+        free(x);
+        free(w);
+    }
+}
+
+/* The extremes: 7-bit weights at their limits meet inputs of 255 on every kernel; 8-bit ones
+ * make AUTO choose the C kernel, which must also match, while AVX2 forced onto them must
+ * not (proof that these inputs do reach the saturation the choice avoids). */
+static void test_linear_extremes(void) {
+    epilogue_data d;
+    const int64_t rows = 5, channels = 19, k = 258;
+    uint8_t x[5 * 258];
+    int8_t w[19 * 258];
+    random_epilogue_data(&d, channels);
+    fill s8_fills[3] = {FILL_MAX, FILL_MIN, FILL_ALTERNATE};
+    for (int f = 0; f < 3; f++)
+        for (int xf = 0; xf < 2; xf++) {
+            fill_u8(x, rows * k, xf ? FILL_MIN : FILL_MAX);
+            fill_s8(w, channels * k, 63, s8_fills[f]);
+            CHECK(lunet__qweights_pair_safe(w, channels, k, k));
+            lunet__qkernel kernels[2];
+            int nk = kernels_for(kernels, w, channels, k, false);
+            for (int i = 0; i < nk; i++) CHECK(linear_matches(kernels[i], x, w, rows, channels, k, &d, 0));
+            for (int i = 0; i < nk; i++) CHECK(linear_matches(kernels[i], x, w, rows, channels, k, &d, 2));
+            fill_s8(w, channels * k, 127, s8_fills[f]);
+            CHECK(!lunet__qweights_pair_safe(w, channels, k, k));
+            CHECK(lunet__qkernel_for(false) == LUNET__QKERNEL_C);
+            CHECK(linear_matches(LUNET__QKERNEL_C, x, w, rows, channels, k, &d, 2));
+        }
+    if (have_avx2()) { /* all 255 times all 127: every pair sum is 64770, past int16 */
+        fill_u8(x, rows * k, FILL_MAX);
+        fill_s8(w, channels * k, 127, FILL_MAX);
+        CHECK(!linear_matches(LUNET__QKERNEL_AVX2, x, w, rows, channels, k, &d, 2));
+    }
+}
+
+/* A convolution's fast path (unfold into packed columns, product, epilogue) against its
+ * definition. */
+static bool conv_matches(lunet__qkernel kernel, const lunet__conv_geometry *g, const uint8_t *x, const int8_t *w,
+                         const epilogue_data *d, int32_t x_zp, bool relu, bool float_out) {
+    lunet__qlayer q;
+    if (lunet__qlayer_init(&q, w, g->o, g->col_rows, true, d->bias, NULL, d->w_scale, 0.03f, x_zp, 0.7f) != LUNET_OK)
+        return false;
+    q.kernel = kernel;
+    lunet__epilogue e = {.offset = q.offset, .multiplier = q.multiplier, .zero_point = 60, .low = relu ? 60 : 0,
+                         .channel_is_row = true, .float_out = float_out, .fbias = float_out ? d->fbias : NULL};
+    size_t elem = float_out ? 4 : 1, bytes = (size_t)(g->o * g->oh * g->ow) * elem;
+    char *fast = malloc(bytes), *slow = malloc(bytes);
+    uint8_t *cols = lunet__alloc(lunet__qconv_cols_bytes(g));
+    lunet__qconv2d_image(g, &q, &e, x, x_zp, fast, cols);
+    lunet__qconv2d_reference(g, &e, x, x_zp, w, slow);
+    bool same = memcmp(fast, slow, bytes) == 0;
+    lunet__free(cols, lunet__qconv_cols_bytes(g));
+    free(fast);
+    free(slow);
+    lunet__qlayer_free(&q);
+    return same;
+}
+
+static void test_conv_random_shapes(void) {
+    epilogue_data d;
+    for (int trial = 0; trial < 40; trial++) {
+        int64_t c = pick(1, 6), o = pick(1, 40), h = pick(3, 13), wd = pick(3, 13);
+        int64_t kh = pick(1, 3), kw = pick(1, 3);
+        lunet_conv2d_params p = {.stride = {pick(1, 2), pick(1, 2)}, .padding = {pick(0, 1), pick(0, 1)},
+                                 .dilation = {pick(1, 2), 1}, .groups = 1};
+        int64_t xs[4] = {1, c, h, wd}, ws[4] = {o, c, kh, kw};
+        lunet__conv_geometry g;
+        if (lunet__conv_geometry_of(&g, xs, ws, &p) != LUNET_OK) continue;
+        uint8_t *x = malloc((size_t)(c * h * wd));
+        int8_t *w = malloc((size_t)(o * c * kh * kw));
+        bool extreme = trial % 4 == 3;
+        fill_u8(x, c * h * wd, extreme ? FILL_MAX : FILL_RANDOM);
+        fill_s8(w, o * c * kh * kw, trial % 2 ? 63 : 127, extreme ? FILL_MIN : FILL_RANDOM);
+        random_epilogue_data(&d, o);
+        lunet__qkernel kernels[2];
+        int nk = kernels_for(kernels, w, o, c * kh * kw, false);
+        for (int i = 0; i < nk; i++) {
+            CHECK(conv_matches(kernels[i], &g, x, w, &d, (int32_t)pick(0, 255), trial % 3 == 0, false));
+            CHECK(conv_matches(kernels[i], &g, x, w, &d, 0, false, true));
+        }
+        free(x);
+        free(w);
+    }
+}
+
+static void test_quantize_rounding(void) {
+    /* ties go to even: 0.5 -> 0, 1.5 -> 2, 2.5 -> 2, -0.5 -> 0 (+ zero point 10) */
+    const float x[] = {0.5f, 1.5f, 2.5f, -0.5f, -1.5f, 1000.0f, -1000.0f, NAN, INFINITY, 0.49999997f};
+    uint8_t q[10];
+    lunet__quantize_f32(q, x, 10, 1.0f, 10);
+    const uint8_t want[] = {10, 12, 12, 10, 8, 255, 0, 0, 255, 10};
+    CHECK(memcmp(q, want, sizeof want) == 0);
+    float back[3];
+    lunet__dequantize_f32(back, (const uint8_t[]){0, 10, 255}, 3, 0.5f, 10);
+    CHECK(back[0] == -5.0f && back[1] == 0.0f && back[2] == 122.5f);
+    lunet_qparams p = lunet_qparams_for_range(-1.0, 3.0);
+    CHECK_NEAR(p.scale, 4.0 / 255, 1e-9);
+    CHECK(p.zero_point == 64); /* round(1 / (4/255)) = round(63.75) */
+    p = lunet_qparams_for_range(0.5, 2.0); /* widened to hold 0 */
+    CHECK(p.zero_point == 0);
+    CHECK_NEAR(p.scale, 2.0 / 255, 1e-9);
+    p = lunet_qparams_for_range(0, 0);
+    CHECK(p.scale == 1.0f && p.zero_point == 0);
+    float row[4] = {-1, 0, 2, 3}, rs;
+    int32_t rz;
+    uint8_t rq[4];
+    lunet__quantize_rows_dynamic(rq, &rs, &rz, row, 1, 4);
+    CHECK(rs == 4.0f / 255.0f && rz == 64 && rq[0] == 0 && rq[1] == 64 && rq[3] == 255);
+}
+
+static void test_max_pool_u8(void) {
+    uint8_t x[2 * 4 * 4], y[2 * 2 * 2];
+    fill_u8(x, 32, FILL_RANDOM);
+    lunet_pool2d_params p = {.kernel = {2, 2}, .stride = {2, 2}, .dilation = {1, 1}};
+    lunet__pool_geometry g;
+    CHECK_OK(lunet__pool_geometry_of(&g, 4, 4, &p, "max_pool2d"));
+    g.planes = 2;
+    lunet__max_pool2d_u8(&g, y, x);
+    for (int pl = 0; pl < 2; pl++)
+        for (int oy = 0; oy < 2; oy++)
+            for (int ox = 0; ox < 2; ox++) {
+                const uint8_t *base = x + pl * 16 + oy * 8 + ox * 2;
+                int m = base[0];
+                m = base[1] > m ? base[1] : m;
+                m = base[4] > m ? base[4] : m;
+                m = base[5] > m ? base[5] : m;
+                CHECK(y[pl * 4 + oy * 2 + ox] == m);
+            }
+}
+
+/* The tensor ops check what they are given. */
+static void test_op_errors(void) {
+    int64_t ws[2] = {3, 4}, xs[2] = {2, 4}, s3 = 3, s2 = 2;
+    lunet_tensor *w = NULL, *scale = NULL, *x = NULL, *xf = NULL, *bad_scale = NULL, *y = NULL, *wf = randn(LUNET_DTYPE_F32, 2, ws);
+    CHECK_OK(lunet_quantize_weight(&w, &scale, wf, 7));
+    CHECK_OK(lunet_tensor_zeros(&x, LUNET_DTYPE_U8, 2, xs));
+    CHECK_OK(lunet_tensor_zeros(&xf, LUNET_DTYPE_F32, 2, xs));
+    CHECK_OK(lunet_tensor_zeros(&bad_scale, LUNET_DTYPE_F32, 1, &s2));
+    lunet_qparams xq = {0.1f, 3};
+    lunet_qlayer_params l = {.weight = w, .scale = scale, .output = {0.2f, 0}};
+    CHECK_OK(lunet_qlinear(&y, x, xq, &l));
+    lunet_tensor_release(y);
+    CHECK_FAILS(lunet_qlinear(&y, xf, xq, &l), LUNET_ERR_DTYPE, "input must be u8, not f32");
+    CHECK_FAILS(lunet_qlinear(&y, x, (lunet_qparams){0, 0}, &l), LUNET_ERR_ARG, "scale 0 must be finite and positive");
+    CHECK_FAILS(lunet_qlinear(&y, x, (lunet_qparams){1, 300}, &l), LUNET_ERR_ARG, "zero point 300 is outside 0..255");
+    l.scale = bad_scale;
+    CHECK_FAILS(lunet_qlinear(&y, x, xq, &l), LUNET_ERR_SHAPE, "one entry per output channel (3)");
+    l.scale = scale, l.weight = wf;
+    CHECK_FAILS(lunet_qlinear(&y, x, xq, &l), LUNET_ERR_DTYPE, "weight must be i8, not f32");
+    CHECK_FAILS(lunet_quantize_weight(&y, &y, wf, 9), LUNET_ERR_ARG, "bits must be 7 or 8");
+    CHECK_FAILS(lunet_quantize(&y, x, xq), LUNET_ERR_DTYPE, "input must be f32, not u8");
+    CHECK_FAILS(lunet_dequantize(&y, xf, xq), LUNET_ERR_DTYPE, "input must be u8, not f32");
+    CHECK_FAILS(lunet_linear_dynamic(&y, x, w, scale, NULL, false), LUNET_ERR_DTYPE, "input must be f32, not u8");
+    lunet_tensor *b3 = NULL;
+    CHECK_OK(lunet_tensor_zeros(&b3, LUNET_DTYPE_F32, 1, &s3));
+    CHECK_OK(lunet_linear_dynamic(&y, xf, w, scale, b3, true));
+    CHECK(lunet_tensor_dtype(y) == LUNET_DTYPE_F32 && lunet_tensor_shape(y)[1] == 3);
+    lunet_tensor_release(y);
+    lunet_tensor *all[7] = {w, scale, x, xf, bad_scale, wf, b3};
+    for (int i = 0; i < 7; i++) lunet_tensor_release(all[i]);
+}
+
+/* Per-channel weight quantization: each channel's largest weight maps to +-qmax. */
+static void test_quantize_weight(void) {
+    const double v[6] = {0.5, -1.0, 0.25, 0, 0, 0};
+    int64_t shape[2] = {2, 3};
+    lunet_tensor *w = tensor_of(LUNET_DTYPE_F32, 2, shape, v), *q = NULL, *s = NULL, *b = NULL, *bias = NULL;
+    CHECK_OK(lunet_quantize_weight(&q, &s, w, 8));
+    CHECK(element(q, 0) == 64 && element(q, 1) == -127 && element(q, 2) == 32); /* 63.5 -> 64 (even), 31.75 -> 32 */
+    CHECK_NEAR(element(s, 0), 1.0 / 127, 1e-9);
+    CHECK(element(s, 1) == 1 && element(q, 3) == 0); /* an all-zero channel */
+    int64_t two = 2;
+    bias = tensor_of(LUNET_DTYPE_F32, 1, &two, (const double[]){0.01, -1e30});
+    CHECK_OK(lunet_quantize_bias(&b, bias, 0.1f, s));
+    CHECK(element(b, 0) == 13 && element(b, 1) == INT32_MIN); /* 0.01 / (0.1 / 127) = 12.7 */
+    lunet_tensor *all[5] = {w, q, s, b, bias};
+    for (int i = 0; i < 5; i++) lunet_tensor_release(all[i]);
+}
+
+int main(void) {
+    lunet_manual_seed(9);
+    RUN(test_linear_random_shapes);
+    RUN(test_linear_extremes);
+    RUN(test_conv_random_shapes);
+    RUN(test_quantize_rounding);
+    RUN(test_max_pool_u8);
+    RUN(test_op_errors);
+    RUN(test_quantize_weight);
+    return check_report("test_quant");
+}
