@@ -30,7 +30,7 @@ SANITIZE   := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-f
 CORE_SRC   := $(sort $(wildcard core/src/*.c))
 BIND_SRC   := $(sort $(wildcard bindings/*.c))
 TEST_SRC   := $(sort $(wildcard core/tests/test_*.c))
-HEADERS    := core/include/lunet.h core/src/internal.h core/src/json.h bindings/binding.h
+HEADERS    := core/include/lunet.h core/src/internal.h core/src/json.h core/src/model.h core/src/quant.h bindings/binding.h
 LUA_TOP    := $(sort $(wildcard lua/lunet/*))
 
 CORE_OBJ   := $(CORE_SRC:%.c=build/release/%.o)

@@ -529,6 +529,11 @@ typedef enum lunet_layer_kind {
     LUNET_LAYER_TANH,
     LUNET_LAYER_SOFTMAX,
     LUNET_LAYER_LOG_SOFTMAX,
+    LUNET_LAYER_QUANTIZE,       /* f32 -> u8 */
+    LUNET_LAYER_DEQUANTIZE,     /* u8 -> f32 */
+    LUNET_LAYER_QLINEAR,        /* u8 -> u8 */
+    LUNET_LAYER_QCONV2D,        /* u8 -> u8 */
+    LUNET_LAYER_LINEAR_DYNAMIC, /* f32 -> f32 through int8 */
     LUNET_LAYER_KIND_COUNT
 } lunet_layer_kind;
 
@@ -560,6 +565,23 @@ lunet_status lunet_model_add_flatten(lunet_model *model, int start_dim, int end_
 lunet_status lunet_model_add_activation(lunet_model *model, lunet_layer_kind kind, double parameter);
 /* SOFTMAX or LOG_SOFTMAX over dim of the (N, ...) activation; dim is not the batch dim. */
 lunet_status lunet_model_add_softmax(lunet_model *model, lunet_layer_kind kind, int dim);
+
+/* int8 layers (see "int8" above).  A quantize layer turns the f32 activation into u8 with
+ * parameters q; after it come qlinear and qconv2d layers (a ReLU added after one fuses into its
+ * clamp), max pooling and flatten, which keep the activation u8, and a dequantize layer turns
+ * it back into f32 (the graph must end in f32).  linear_dynamic is an f32 -> f32 Linear that
+ * quantizes each input row on the fly; an activation after it fuses as usual.  Quantized
+ * graphs have dtype f32. */
+lunet_status lunet_model_add_quantize(lunet_model *model, lunet_qparams q);
+lunet_status lunet_model_add_dequantize(lunet_model *model);
+/* weight i8 (out, in), scale f32 (out), bias i32 (out) or NULL; output: the u8 result's
+ * parameters (layer->relu is ignored: add a ReLU after the layer instead). */
+lunet_status lunet_model_add_qlinear(lunet_model *model, const lunet_qlayer_params *layer);
+lunet_status lunet_model_add_qconv2d(lunet_model *model, const lunet_qlayer_params *layer,
+                                     const lunet_conv2d_params *params);
+/* weight i8 (out, in), scale f32 (out), bias f32 (out) or NULL. */
+lunet_status lunet_model_add_linear_dynamic(lunet_model *model, const lunet_tensor *weight, const lunet_tensor *scale,
+                                            const lunet_tensor *bias);
 
 /* The input's dtype and sample shape, and the output's sample shape (borrowed). */
 lunet_dtype lunet_model_dtype(const lunet_model *model);

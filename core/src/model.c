@@ -17,6 +17,9 @@ static const char *const kind_names[LUNET_LAYER_KIND_COUNT] = {
     [LUNET_LAYER_LEAKY_RELU] = "leaky_relu", [LUNET_LAYER_GELU] = "gelu",
     [LUNET_LAYER_SIGMOID] = "sigmoid",       [LUNET_LAYER_TANH] = "tanh",
     [LUNET_LAYER_SOFTMAX] = "softmax",       [LUNET_LAYER_LOG_SOFTMAX] = "log_softmax",
+    [LUNET_LAYER_QUANTIZE] = "quantize",     [LUNET_LAYER_DEQUANTIZE] = "dequantize",
+    [LUNET_LAYER_QLINEAR] = "qlinear",       [LUNET_LAYER_QCONV2D] = "qconv2d",
+    [LUNET_LAYER_LINEAR_DYNAMIC] = "linear_dynamic",
 };
 
 const char *lunet_layer_kind_name(lunet_layer_kind kind) {
@@ -58,6 +61,7 @@ lunet_status lunet_model_create(lunet_model **out, lunet_dtype dtype, int ndim, 
 static void layer_free(model_layer *l) {
     lunet__free(l->weight, l->weight_bytes);
     lunet__free(l->bias, l->bias_bytes);
+    lunet__qlayer_free(&l->q);
 }
 
 void lunet_model_free(lunet_model *m) {
@@ -67,6 +71,7 @@ void lunet_model_free(lunet_model *m) {
     lunet__free(m->buffer[0], m->buffer_bytes);
     lunet__free(m->buffer[1], m->buffer_bytes);
     lunet__free(m->cols, m->cols_total);
+    lunet__free(m->dynamic, m->dynamic_total);
     free(m);
 }
 
@@ -108,18 +113,43 @@ lunet_layer_kind lunet_model_layer_activation(const lunet_model *m, size_t i) {
 
 /* ---- building ------------------------------------------------------------------------------------ */
 
-/* A layer that starts from the current shape; the caller sets its output shape. */
+/* A layer that starts from the current shape and element type; the caller sets its output
+ * shape (the output's element type starts as the input's). */
 static model_layer new_layer(const lunet_model *m, lunet_layer_kind kind) {
-    model_layer l = {.kind = kind, .fused = LUNET_LAYER_KIND_COUNT};
+    model_layer l = {.kind = kind, .fused = LUNET_LAYER_KIND_COUNT, .in_dtype = m->dtype};
     const int64_t *shape;
     current_shape(m, &l.in_ndim, &shape, &l.in_numel);
     memcpy(l.in_shape, shape, (size_t)l.in_ndim * sizeof *shape);
+    if (m->n_layers) {
+        const model_layer *prev = &m->layers[m->n_layers - 1];
+        l.in_dtype = prev->out_dtype;
+        l.in_q = prev->out_q;
+    }
+    l.in_elem = lunet_dtype_size(l.in_dtype);
+    l.out_dtype = l.in_dtype;
+    l.out_q = l.in_q;
     return l;
+}
+
+/* Float layers need a float activation: a u8 one must be dequantized first. */
+static lunet_status require_float(const lunet_model *m, const model_layer *l, const char *op) {
+    if (l->in_dtype == LUNET_DTYPE_U8)
+        return lunet__fail(LUNET_ERR_DTYPE, "model: %s layer %zu gets a quantized (u8) activation; add a dequantize "
+                           "layer before it", op, m->n_layers + 1);
+    return LUNET_OK;
+}
+
+static lunet_status require_u8(const lunet_model *m, const model_layer *l, const char *op) {
+    if (l->in_dtype != LUNET_DTYPE_U8)
+        return lunet__fail(LUNET_ERR_DTYPE, "model: %s layer %zu needs a quantized (u8) activation, gets %s; add a "
+                           "quantize layer before it", op, m->n_layers + 1, lunet_dtype_name(l->in_dtype));
+    return LUNET_OK;
 }
 
 /* Appends l (taking its weights); on failure frees them. */
 static lunet_status append(lunet_model *m, model_layer *l) {
     l->out_numel = lunet__numel(l->out_ndim, l->out_shape);
+    l->out_elem = lunet_dtype_size(l->out_dtype);
     if (m->n_layers == m->cap_layers) {
         size_t cap = m->cap_layers ? 2 * m->cap_layers : 8;
         model_layer *grown = realloc(m->layers, cap * sizeof *grown);
@@ -185,6 +215,7 @@ static lunet_status copy_weights(model_layer *l, const lunet_model *m, const lun
 lunet_status lunet_model_add_linear(lunet_model *m, const lunet_tensor *weight, const lunet_tensor *bias) {
     model_layer l = new_layer(m, LUNET_LAYER_LINEAR);
     char sw[LUNET__SHAPE_BUF], sx[LUNET__SHAPE_BUF];
+    LUNET_TRY(require_float(m, &l, "linear"));
     if (weight->ndim != 2)
         return lunet__fail(LUNET_ERR_SHAPE, "model: linear weight must be (out_features, in_features), got %s",
                            lunet__shape_str(sw, sizeof sw, weight));
@@ -207,6 +238,7 @@ lunet_status lunet_model_add_conv2d(lunet_model *m, const lunet_tensor *weight, 
                                     const lunet_conv2d_params *params) {
     model_layer l = new_layer(m, LUNET_LAYER_CONV2D);
     char sw[LUNET__SHAPE_BUF], sx[LUNET__SHAPE_BUF];
+    LUNET_TRY(require_float(m, &l, "conv2d"));
     if (weight->ndim != 4)
         return lunet__fail(LUNET_ERR_SHAPE, "model: conv2d weight must be (O, C/groups, KH, KW), got %s",
                            lunet__shape_str(sw, sizeof sw, weight));
@@ -261,6 +293,7 @@ lunet_status lunet_model_add_batch_norm(lunet_model *m, const lunet_tensor *mean
                                         const lunet_tensor *weight, const lunet_tensor *bias, double eps) {
     model_layer l = new_layer(m, LUNET_LAYER_BATCH_NORM);
     char sx[LUNET__SHAPE_BUF];
+    LUNET_TRY(require_float(m, &l, "batch_norm"));
     if (l.in_ndim < 1)
         return lunet__fail(LUNET_ERR_SHAPE, "model: batch_norm layer %zu needs (C, ...) samples, gets %s", m->n_layers + 1,
                            lunet_shape_format(sx, sizeof sx, l.in_ndim, l.in_shape));
@@ -313,6 +346,7 @@ lunet_status lunet_model_add_pool2d(lunet_model *m, lunet_layer_kind kind, const
     model_layer l = new_layer(m, kind);
     const char *op = lunet_layer_kind_name(kind);
     char sx[LUNET__SHAPE_BUF];
+    if (kind == LUNET_LAYER_AVG_POOL2D) LUNET_TRY(require_float(m, &l, op));
     if (l.in_ndim != 3)
         return lunet__fail(LUNET_ERR_SHAPE, "model: %s layer %zu needs (C, H, W) samples, gets %s", op, m->n_layers + 1,
                            lunet_shape_format(sx, sizeof sx, l.in_ndim, l.in_shape));
@@ -328,6 +362,7 @@ lunet_status lunet_model_add_pool2d(lunet_model *m, lunet_layer_kind kind, const
 lunet_status lunet_model_add_adaptive_avg_pool2d(lunet_model *m, int64_t out_h, int64_t out_w) {
     model_layer l = new_layer(m, LUNET_LAYER_ADAPTIVE_AVG_POOL2D);
     char sx[LUNET__SHAPE_BUF];
+    LUNET_TRY(require_float(m, &l, "adaptive_avg_pool2d"));
     if (l.in_ndim != 3)
         return lunet__fail(LUNET_ERR_SHAPE, "model: adaptive_avg_pool2d layer %zu needs (C, H, W) samples, gets %s",
                            m->n_layers + 1, lunet_shape_format(sx, sizeof sx, l.in_ndim, l.in_shape));
@@ -370,9 +405,19 @@ lunet_status lunet_model_add_activation(lunet_model *m, lunet_layer_kind kind, d
     if (act == LUNET__ACT_NONE)
         return lunet__fail(LUNET_ERR_ARG, "model: %s is not an activation", lunet_layer_kind_name(kind));
     model_layer *prev = m->n_layers ? &m->layers[m->n_layers - 1] : NULL;
+    if (prev && prev->out_dtype == LUNET_DTYPE_U8) {
+        /* On u8 only a ReLU right after a qlinear or qconv2d exists: the clamp at the zero point. */
+        if (kind != LUNET_LAYER_RELU || prev->fused != LUNET_LAYER_KIND_COUNT ||
+            (prev->kind != LUNET_LAYER_QLINEAR && prev->kind != LUNET_LAYER_QCONV2D))
+            return lunet__fail(LUNET_ERR_DTYPE, "model: %s layer %zu gets a quantized (u8) activation; only a relu right "
+                               "after a qlinear or qconv2d layer runs on one", lunet_layer_kind_name(kind), m->n_layers + 1);
+        prev->fused = kind;
+        return LUNET_OK;
+    }
     /* Fuse into the layer before when it computes a fresh output and has no activation yet. */
     if (prev && prev->fused == LUNET_LAYER_KIND_COUNT &&
         (prev->kind == LUNET_LAYER_LINEAR || prev->kind == LUNET_LAYER_CONV2D || prev->kind == LUNET_LAYER_BATCH_NORM ||
+         prev->kind == LUNET_LAYER_LINEAR_DYNAMIC ||
          prev->kind == LUNET_LAYER_MAX_POOL2D || prev->kind == LUNET_LAYER_AVG_POOL2D ||
          prev->kind == LUNET_LAYER_ADAPTIVE_AVG_POOL2D)) {
         prev->fused = kind;
@@ -393,6 +438,7 @@ lunet_status lunet_model_add_softmax(lunet_model *m, lunet_layer_kind kind, int 
         return lunet__fail(LUNET_ERR_ARG, "model: add_softmax takes softmax or log_softmax, not %s", lunet_layer_kind_name(kind));
     model_layer l = new_layer(m, kind);
     int d = 0;
+    LUNET_TRY(require_float(m, &l, lunet_layer_kind_name(kind)));
     LUNET_TRY(sample_dim(&d, dim, l.in_ndim, lunet_layer_kind_name(kind)));
     l.outer = lunet__numel(d, l.in_shape);
     l.n = l.in_shape[d];
@@ -401,4 +447,148 @@ lunet_status lunet_model_add_softmax(lunet_model *m, lunet_layer_kind kind, int 
     l.out_ndim = l.in_ndim;
     memcpy(l.out_shape, l.in_shape, sizeof l.out_shape);
     return append(m, &l);
+}
+
+/* ---- int8 layers -------------------------------------------------------------------------------- */
+
+lunet_status lunet_model_add_quantize(lunet_model *m, lunet_qparams q) {
+    model_layer l = new_layer(m, LUNET_LAYER_QUANTIZE);
+    LUNET_TRY(require_float(m, &l, "quantize"));
+    if (m->dtype != LUNET_DTYPE_F32)
+        return lunet__fail(LUNET_ERR_DTYPE, "model: quantize needs an f32 graph, not %s", lunet_dtype_name(m->dtype));
+    LUNET_TRY(lunet_qparams_check(q, "model: quantize"));
+    l.out_dtype = LUNET_DTYPE_U8;
+    l.out_q = q;
+    l.out_ndim = l.in_ndim;
+    memcpy(l.out_shape, l.in_shape, sizeof l.out_shape);
+    return append(m, &l);
+}
+
+lunet_status lunet_model_add_dequantize(lunet_model *m) {
+    model_layer l = new_layer(m, LUNET_LAYER_DEQUANTIZE);
+    LUNET_TRY(require_u8(m, &l, "dequantize"));
+    l.out_dtype = m->dtype;
+    l.out_ndim = l.in_ndim;
+    memcpy(l.out_shape, l.in_shape, sizeof l.out_shape);
+    return append(m, &l);
+}
+
+/* The tensors of a quantized layer as the int8 ops check them, in contiguous copies. */
+typedef struct qlayer_tensors {
+    lunet_tensor *w, *s, *b;
+} qlayer_tensors;
+
+static void qlayer_tensors_release(qlayer_tensors *t) {
+    lunet_tensor_release(t->w);
+    lunet_tensor_release(t->s);
+    lunet_tensor_release(t->b);
+}
+
+static lunet_status qlayer_tensors_get(qlayer_tensors *t, const lunet_tensor *weight, const lunet_tensor *scale,
+                                       const lunet_tensor *bias, lunet_dtype bias_dtype, int weight_ndim, const char *op) {
+    char sw[LUNET__SHAPE_BUF], sb[LUNET__SHAPE_BUF];
+    *t = (qlayer_tensors){0};
+    if (weight->dtype != LUNET_DTYPE_I8 || weight->ndim != weight_ndim || weight->shape[0] < 1)
+        return lunet__fail(LUNET_ERR_ARG, "model: %s weight must be i8 with %d dims, got %s %s", op, weight_ndim,
+                           lunet_dtype_name(weight->dtype), lunet__shape_str(sw, sizeof sw, weight));
+    int64_t o = weight->shape[0];
+    LUNET_TRY(check_vector(scale, o, op, "weight scale"));
+    if (scale->dtype != LUNET_DTYPE_F32)
+        return lunet__fail(LUNET_ERR_DTYPE, "model: %s weight scale must be f32, not %s", op, lunet_dtype_name(scale->dtype));
+    if (bias && (bias->dtype != bias_dtype || bias->ndim != 1 || bias->shape[0] != o))
+        return lunet__fail(LUNET_ERR_ARG, "model: %s bias must be %s with %lld entries, got %s %s", op,
+                           lunet_dtype_name(bias_dtype), (long long)o, lunet_dtype_name(bias->dtype),
+                           lunet__shape_str(sb, sizeof sb, bias));
+    lunet_status s = lunet__contiguous_nograd(&t->w, weight);
+    if (s == LUNET_OK) s = lunet__contiguous_nograd(&t->s, scale);
+    if (s == LUNET_OK && bias) s = lunet__contiguous_nograd(&t->b, bias);
+    if (s != LUNET_OK) qlayer_tensors_release(t);
+    return s;
+}
+
+/* Prepares a static int8 layer's weights for input parameters l->in_q. */
+static lunet_status prepare_static(model_layer *l, const lunet_qlayer_params *p, bool conv, const char *op) {
+    qlayer_tensors t;
+    LUNET_TRY(lunet_qparams_check(p->output, op));
+    LUNET_TRY(qlayer_tensors_get(&t, p->weight, p->scale, p->bias, LUNET_DTYPE_I32, conv ? 4 : 2, op));
+    int64_t o = p->weight->shape[0];
+    lunet_status s = lunet__qlayer_init(&l->q, (const int8_t *)lunet__data(t.w), o, p->weight->numel / o, conv,
+                                        t.b ? (const int32_t *)lunet__data(t.b) : NULL, NULL,
+                                        (const float *)lunet__data(t.s), l->in_q.scale, l->in_q.zero_point,
+                                        p->output.scale);
+    qlayer_tensors_release(&t);
+    l->out_q = p->output;
+    return s;
+}
+
+lunet_status lunet_model_add_qlinear(lunet_model *m, const lunet_qlayer_params *p) {
+    model_layer l = new_layer(m, LUNET_LAYER_QLINEAR);
+    char sx[LUNET__SHAPE_BUF];
+    LUNET_TRY(require_u8(m, &l, "qlinear"));
+    int64_t in = p->weight->ndim == 2 ? p->weight->shape[1] : -1;
+    if (l.in_ndim < 1 || l.in_shape[l.in_ndim - 1] != in)
+        return lunet__fail(LUNET_ERR_SHAPE, "model: qlinear layer %zu takes %lld features but gets samples of shape %s",
+                           m->n_layers + 1, (long long)in, lunet_shape_format(sx, sizeof sx, l.in_ndim, l.in_shape));
+    LUNET_TRY(prepare_static(&l, p, false, "qlinear"));
+    l.out_ndim = l.in_ndim;
+    memcpy(l.out_shape, l.in_shape, sizeof l.out_shape);
+    l.out_shape[l.out_ndim - 1] = p->weight->shape[0];
+    l.in_features = in;
+    l.out_features = p->weight->shape[0];
+    l.rows = lunet__numel(l.in_ndim - 1, l.in_shape);
+    return append(m, &l);
+}
+
+lunet_status lunet_model_add_qconv2d(lunet_model *m, const lunet_qlayer_params *p, const lunet_conv2d_params *params) {
+    model_layer l = new_layer(m, LUNET_LAYER_QCONV2D);
+    char sx[LUNET__SHAPE_BUF];
+    LUNET_TRY(require_u8(m, &l, "qconv2d"));
+    if (l.in_ndim != 3 || p->weight->ndim != 4)
+        return lunet__fail(LUNET_ERR_SHAPE, "model: qconv2d layer %zu needs (C, H, W) samples and an (O, C, KH, KW) "
+                           "weight, gets samples of shape %s", m->n_layers + 1,
+                           lunet_shape_format(sx, sizeof sx, l.in_ndim, l.in_shape));
+    if (params->groups != 1)
+        return lunet__fail(LUNET_ERR_ARG, "model: qconv2d layer %zu has %lld groups; int8 convolutions have one",
+                           m->n_layers + 1, (long long)params->groups);
+    int64_t x_shape[4] = {1, l.in_shape[0], l.in_shape[1], l.in_shape[2]};
+    LUNET_TRY(lunet__conv_geometry_of(&l.conv, x_shape, p->weight->shape, params));
+    LUNET_TRY(prepare_static(&l, p, true, "qconv2d"));
+    l.out_ndim = 3;
+    l.out_shape[0] = l.conv.o, l.out_shape[1] = l.conv.oh, l.out_shape[2] = l.conv.ow;
+    size_t cols = lunet__qconv_cols_bytes(&l.conv);
+    LUNET_TRY(append(m, &l));
+    if (cols > m->cols_bytes) m->cols_bytes = cols;
+    return LUNET_OK;
+}
+
+lunet_status lunet_model_add_linear_dynamic(lunet_model *m, const lunet_tensor *weight, const lunet_tensor *scale,
+                                            const lunet_tensor *bias) {
+    model_layer l = new_layer(m, LUNET_LAYER_LINEAR_DYNAMIC);
+    char sx[LUNET__SHAPE_BUF];
+    LUNET_TRY(require_float(m, &l, "linear_dynamic"));
+    if (m->dtype != LUNET_DTYPE_F32)
+        return lunet__fail(LUNET_ERR_DTYPE, "model: linear_dynamic needs an f32 graph, not %s", lunet_dtype_name(m->dtype));
+    int64_t in = weight->ndim == 2 ? weight->shape[1] : -1;
+    if (l.in_ndim < 1 || l.in_shape[l.in_ndim - 1] != in)
+        return lunet__fail(LUNET_ERR_SHAPE, "model: linear_dynamic layer %zu takes %lld features but gets samples of "
+                           "shape %s", m->n_layers + 1, (long long)in, lunet_shape_format(sx, sizeof sx, l.in_ndim, l.in_shape));
+    qlayer_tensors t;
+    LUNET_TRY(qlayer_tensors_get(&t, weight, scale, bias, LUNET_DTYPE_F32, 2, "linear_dynamic"));
+    int64_t o = weight->shape[0];
+    lunet_status s = lunet__qlayer_init(&l.q, (const int8_t *)lunet__data(t.w), o, in, false, NULL,
+                                        t.b ? (const float *)lunet__data(t.b) : NULL, (const float *)lunet__data(t.s),
+                                        1.0f, 0, 0);
+    qlayer_tensors_release(&t);
+    LUNET_TRY(s);
+    l.out_ndim = l.in_ndim;
+    memcpy(l.out_shape, l.in_shape, sizeof l.out_shape);
+    l.out_shape[l.out_ndim - 1] = o;
+    l.in_features = in;
+    l.out_features = o;
+    l.rows = lunet__numel(l.in_ndim - 1, l.in_shape);
+    /* per sample: the quantized rows, and each row's scale and zero point */
+    size_t dynamic = (size_t)(l.rows * in) + (size_t)l.rows * (sizeof(float) + sizeof(int32_t)) + 64;
+    LUNET_TRY(append(m, &l));
+    if (dynamic > m->dynamic_bytes) m->dynamic_bytes = dynamic;
+    return LUNET_OK;
 }

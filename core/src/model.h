@@ -6,16 +6,23 @@
 #define LUNET_MODEL_H
 
 #include "internal.h"
+#include "quant.h"
 
 /* One layer as it runs.  Shapes are per sample (no batch dim). */
 typedef struct model_layer {
     lunet_layer_kind kind;
     lunet_layer_kind fused;         /* the activation run on the output, or LUNET_LAYER_KIND_COUNT */
-    lunet__activation activation;   /* the kernel of `fused` (or of the layer itself) */
+    lunet__activation activation;   /* the kernel of `fused` (or of the layer itself); NONE on u8 */
     double slope;                   /* leaky ReLU's */
     int in_ndim, out_ndim;
     int64_t in_shape[LUNET_MAX_DIMS], out_shape[LUNET_MAX_DIMS];
     int64_t in_numel, out_numel;
+    /* The activations' element types: the graph's dtype, or u8 between a quantize and a
+     * dequantize layer, with their quantization parameters. */
+    lunet_dtype in_dtype, out_dtype;
+    size_t in_elem, out_elem;
+    lunet_qparams in_q, out_q;
+    lunet__qlayer q;                /* qlinear, qconv2d, linear_dynamic: the prepared int8 weight */
     /* linear: weight (out, in) and bias; conv2d: weight (O, C/g, KH, KW) and bias;
      * batch_norm: per-channel scale and shift.  Owned, contiguous, the graph's dtype. */
     void *weight, *bias;
@@ -38,6 +45,7 @@ struct lunet_model {
     size_t n_layers, cap_layers;
     int64_t widest;                 /* the most elements any activation has per sample */
     size_t cols_bytes;              /* the most column scratch one conv image needs */
+    size_t dynamic_bytes;           /* per sample: a dynamic layer's quantized input and row scales */
     /* buffers for `capacity` samples: two activations and a column scratch per worker */
     int64_t capacity;
     int workers;
@@ -45,6 +53,8 @@ struct lunet_model {
     size_t buffer_bytes;
     void *cols;
     size_t cols_total;
+    void *dynamic;                  /* capacity * dynamic_bytes */
+    size_t dynamic_total;
 };
 
 /* The activation kernel of an activation kind. */

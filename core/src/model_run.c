@@ -24,19 +24,22 @@ static lunet_status reserve(lunet_model *m, int64_t batch) {
     if (batch <= m->capacity && workers <= m->workers) return LUNET_OK;
     int64_t capacity = batch > m->capacity ? batch : m->capacity;
     size_t buffer_bytes = (size_t)(capacity * m->widest) * m->elem;
-    size_t cols_total = m->cols_bytes * (size_t)workers;
+    size_t cols_total = m->cols_bytes * (size_t)workers, dynamic_total = m->dynamic_bytes * (size_t)capacity;
     void *b0 = lunet__alloc(buffer_bytes), *b1 = lunet__alloc(buffer_bytes), *cols = lunet__alloc(cols_total);
-    if (!b0 || !b1 || (cols_total && !cols)) {
+    void *dynamic = lunet__alloc(dynamic_total);
+    if (!b0 || !b1 || (cols_total && !cols) || (dynamic_total && !dynamic)) {
         lunet__free(b0, buffer_bytes);
         lunet__free(b1, buffer_bytes);
         lunet__free(cols, cols_total);
+        lunet__free(dynamic, dynamic_total);
         return lunet__nomem("model");
     }
     lunet__free(m->buffer[0], m->buffer_bytes);
     lunet__free(m->buffer[1], m->buffer_bytes);
     lunet__free(m->cols, m->cols_total);
-    m->buffer[0] = b0, m->buffer[1] = b1, m->cols = cols;
-    m->buffer_bytes = buffer_bytes, m->cols_total = cols_total;
+    lunet__free(m->dynamic, m->dynamic_total);
+    m->buffer[0] = b0, m->buffer[1] = b1, m->cols = cols, m->dynamic = dynamic;
+    m->buffer_bytes = buffer_bytes, m->cols_total = cols_total, m->dynamic_total = dynamic_total;
     m->capacity = capacity, m->workers = workers;
     return LUNET_OK;
 }
@@ -50,10 +53,24 @@ typedef struct run_step {
     char *out;
 } run_step;
 
+/* The u8 epilogue of a static int8 layer: its multipliers, output parameters and fused ReLU. */
+static lunet__epilogue static_epilogue(const model_layer *l, bool channel_is_row) {
+    return (lunet__epilogue){.offset = l->q.offset, .multiplier = l->q.multiplier, .zero_point = l->out_q.zero_point,
+                             .low = l->fused == LUNET_LAYER_RELU ? l->out_q.zero_point : 0,
+                             .channel_is_row = channel_is_row};
+}
+
 static void conv_block(const run_step *r, int64_t first, int64_t last, int worker) {
     const model_layer *l = r->l;
     size_t z = r->m->elem;
     void *cols = (char *)r->m->cols + (size_t)worker * r->m->cols_bytes;
+    if (l->kind == LUNET_LAYER_QCONV2D) {
+        lunet__epilogue e = static_epilogue(l, true);
+        for (int64_t n = first; n < last; n++)
+            lunet__qconv2d_image(&l->conv, &l->q, &e, (const uint8_t *)r->in + n * l->in_numel, l->in_q.zero_point,
+                                 (uint8_t *)r->out + n * l->out_numel, cols);
+        return;
+    }
     for (int64_t n = first; n < last; n++) {
         char *y = r->out + (size_t)(n * l->out_numel) * z;
         lunet__conv2d_image(&l->conv, r->m->dtype, r->in + (size_t)(n * l->in_numel) * z, l->weight, l->bias, y, cols);
@@ -79,12 +96,24 @@ SCALE_SHIFT(double)
 static void sample_block(const run_step *r, int64_t first, int64_t last) {
     const model_layer *l = r->l;
     lunet_dtype dt = r->m->dtype;
-    size_t z = r->m->elem;
     int64_t count = last - first;
-    const char *in = r->in + (size_t)(first * l->in_numel) * z;
-    char *out = r->out + (size_t)(first * l->out_numel) * z;
+    const char *in = r->in + (size_t)(first * l->in_numel) * l->in_elem;
+    char *out = r->out + (size_t)(first * l->out_numel) * l->out_elem;
     switch (l->kind) {
+    case LUNET_LAYER_QUANTIZE:
+        lunet__quantize_f32((uint8_t *)out, (const float *)in, count * l->in_numel, l->out_q.scale, l->out_q.zero_point);
+        return;
+    case LUNET_LAYER_DEQUANTIZE:
+        lunet__dequantize_f32((float *)out, (const uint8_t *)in, count * l->in_numel, l->in_q.scale, l->in_q.zero_point);
+        return;
     case LUNET_LAYER_MAX_POOL2D:
+        if (l->in_dtype == LUNET_DTYPE_U8) {
+            lunet__pool_geometry g = l->pool;
+            g.planes *= count;
+            lunet__max_pool2d_u8(&g, (uint8_t *)out, (const uint8_t *)in);
+            return;
+        }
+        /* fall through */
     case LUNET_LAYER_AVG_POOL2D:
     case LUNET_LAYER_ADAPTIVE_AVG_POOL2D: {
         lunet__pool_geometry g = l->pool;
@@ -104,8 +133,9 @@ static void sample_block(const run_step *r, int64_t first, int64_t last) {
         lunet__softmax_forward(dt, out, in, count * l->outer, l->n, l->inner, l->log);
         break;
     default: /* a standalone activation, or a Linear layer's activation on its output in place */
-        lunet__activation_forward(l->activation, dt, out, l->kind == LUNET_LAYER_LINEAR ? out : in, count * l->out_numel,
-                                  l->slope);
+        lunet__activation_forward(l->activation, dt, out,
+                                  l->kind == LUNET_LAYER_LINEAR || l->kind == LUNET_LAYER_LINEAR_DYNAMIC ? out : in,
+                                  count * l->out_numel, l->slope);
         return;
     }
     lunet__activation_forward(l->activation, dt, out, out, count * l->out_numel, l->slope);
@@ -113,7 +143,7 @@ static void sample_block(const run_step *r, int64_t first, int64_t last) {
 
 /* Runs the step on `batch` samples, in one block per worker. */
 static void over_samples(const run_step *r, int64_t batch, int64_t work_per_sample) {
-    bool conv = r->l->kind == LUNET_LAYER_CONV2D;
+    bool conv = r->l->kind == LUNET_LAYER_CONV2D || r->l->kind == LUNET_LAYER_QCONV2D;
     int workers = lunet__workers_for(batch * work_per_sample, MIN_WORK_PER_WORKER);
     if (workers > batch) workers = (int)batch;
     if (workers > r->m->workers) workers = r->m->workers;
@@ -139,6 +169,46 @@ static void run_linear(const run_step *r, int64_t batch) {
     if (l->activation != LUNET__ACT_NONE) over_samples(r, batch, l->out_numel);
 }
 
+/* An int8 Linear layer on `rows` rows: static (u8 -> u8) or dynamic (f32 -> f32, each row
+ * quantized into the graph's dynamic scratch first), in one block of rows per worker. */
+static void qlinear_block(const run_step *r, int64_t first, int64_t last) {
+    const model_layer *l = r->l;
+    int64_t k = l->in_features, o = l->out_features;
+    if (l->kind == LUNET_LAYER_QLINEAR) {
+        lunet__epilogue e = static_epilogue(l, false);
+        lunet__qlinear_rows(&l->q, &e, (const uint8_t *)r->in + first * k, last - first, (uint8_t *)r->out + first * o);
+        return;
+    }
+    int64_t rows = last - first, all = r->m->capacity * l->rows;
+    uint8_t *q = (uint8_t *)r->m->dynamic;
+    float *scales = (float *)(q + ((size_t)(all * k) + 15) / 16 * 16);
+    int32_t *zero_points = (int32_t *)(scales + all);
+    lunet__quantize_rows_dynamic(q + first * k, scales + first, zero_points + first, (const float *)r->in + first * k,
+                                 rows, k);
+    /* the rows' scales are indexed from row 0 of the block */
+    lunet__epilogue e = {.multiplier = l->q.multiplier, .fbias = l->q.fbias, .wsum = l->q.wsum,
+                         .row_scale = scales + first, .row_zero_point = zero_points + first, .float_out = true};
+    lunet__qlinear_rows(&l->q, &e, q + first * k, rows, (float *)r->out + first * o);
+}
+
+static void run_qlinear(const run_step *r, int64_t batch) {
+    const model_layer *l = r->l;
+    int64_t rows = batch * l->rows;
+    int workers = lunet__workers_for(rows * l->in_features * l->out_features, 1 << 20);
+    if (workers > r->m->workers) workers = r->m->workers;
+    if (workers <= 1) {
+        qlinear_block(r, 0, rows);
+    } else {
+#pragma omp parallel for num_threads(workers) schedule(static, 1)
+        for (int w = 0; w < workers; w++) {
+            int64_t first, last;
+            lunet__block(&first, &last, rows, w, workers, 4);
+            if (last > first) qlinear_block(r, first, last);
+        }
+    }
+    if (l->activation != LUNET__ACT_NONE) over_samples(r, batch, l->out_numel);
+}
+
 /* ---- running ------------------------------------------------------------------------------------------ */
 
 static bool runs_in_place(const model_layer *l) {
@@ -159,7 +229,9 @@ static void run_slice(lunet_model *m, const char *input, int64_t batch, char *ou
         else out = cur == m->buffer[0] ? m->buffer[1] : m->buffer[0];
         run_step r = {m, l, cur, out};
         if (l->kind == LUNET_LAYER_LINEAR) run_linear(&r, batch);
-        else if (l->kind == LUNET_LAYER_CONV2D) over_samples(&r, batch, l->conv.col_rows * l->out_numel);
+        else if (l->kind == LUNET_LAYER_QLINEAR || l->kind == LUNET_LAYER_LINEAR_DYNAMIC) run_qlinear(&r, batch);
+        else if (l->kind == LUNET_LAYER_CONV2D || l->kind == LUNET_LAYER_QCONV2D)
+            over_samples(&r, batch, l->conv.col_rows * l->out_numel);
         else over_samples(&r, batch, l->in_numel > l->out_numel ? l->in_numel : l->out_numel);
         cur = out;
     }
@@ -168,6 +240,8 @@ static void run_slice(lunet_model *m, const char *input, int64_t batch, char *ou
 
 lunet_status lunet_model_run(lunet_model *m, const void *input, int64_t batch, void *output) {
     if (batch < 0) return lunet__fail(LUNET_ERR_ARG, "model: batch size %lld is negative", (long long)batch);
+    if (m->n_layers && m->layers[m->n_layers - 1].out_dtype != m->dtype)
+        return lunet__fail(LUNET_ERR_DTYPE, "model: the graph ends on a quantized (u8) activation; add a dequantize layer");
     if (batch == 0) return LUNET_OK;
     int ndim;
     const int64_t *shape = lunet_model_output_shape(m, &ndim);

@@ -286,6 +286,155 @@ static void test_quantize_weight(void) {
     for (int i = 0; i < 5; i++) lunet_tensor_release(all[i]);
 }
 
+
+/* ---- the model graph's int8 layers ------------------------------------------------------------- */
+
+typedef struct qcnn {
+    lunet_tensor *w1, *s1, *b1, *w2, *s2, *b2, *w3, *s3, *b3;
+    lunet_qparams in, a1, a2, a3;
+} qcnn;
+
+/* A small quantized CNN: conv 2->4 3x3 pad 1 + ReLU, 2x2 max pool, flatten, linear 64->12 +
+ * ReLU, linear 12->3; weights from float ones through lunet_quantize_weight (7-bit, so the
+ * AVX2 kernel runs where the CPU has it). */
+static qcnn qcnn_new(void) {
+    qcnn c;
+    int64_t ws1[4] = {4, 2, 3, 3}, ws2[2] = {12, 64}, ws3[2] = {3, 12}, n4 = 4, n12 = 12, n3 = 3;
+    lunet_tensor *f1 = randn(LUNET_DTYPE_F32, 4, ws1), *f2 = randn(LUNET_DTYPE_F32, 2, ws2),
+                 *f3 = randn(LUNET_DTYPE_F32, 2, ws3), *fb1 = randn(LUNET_DTYPE_F32, 1, &n4),
+                 *fb2 = randn(LUNET_DTYPE_F32, 1, &n12), *fb3 = randn(LUNET_DTYPE_F32, 1, &n3);
+    c.in = lunet_qparams_for_range(-3, 3), c.a1 = lunet_qparams_for_range(0, 8), c.a2 = lunet_qparams_for_range(0, 20);
+    c.a3 = lunet_qparams_for_range(-30, 30);
+    lunet_quantize_weight(&c.w1, &c.s1, f1, 7);
+    lunet_quantize_weight(&c.w2, &c.s2, f2, 7);
+    lunet_quantize_weight(&c.w3, &c.s3, f3, 7);
+    lunet_quantize_bias(&c.b1, fb1, c.in.scale, c.s1);
+    lunet_quantize_bias(&c.b2, fb2, c.a1.scale, c.s2);
+    lunet_quantize_bias(&c.b3, fb3, c.a2.scale, c.s3);
+    lunet_tensor *all[6] = {f1, f2, f3, fb1, fb2, fb3};
+    for (int i = 0; i < 6; i++) lunet_tensor_release(all[i]);
+    return c;
+}
+
+static void qcnn_free(qcnn *c) {
+    lunet_tensor *all[9] = {c->w1, c->s1, c->b1, c->w2, c->s2, c->b2, c->w3, c->s3, c->b3};
+    for (int i = 0; i < 9; i++) lunet_tensor_release(all[i]);
+}
+
+static const lunet_conv2d_params qcnn_conv = {.stride = {1, 1}, .padding = {1, 1}, .dilation = {1, 1}, .groups = 1};
+static const lunet_pool2d_params qcnn_pool = {.kernel = {2, 2}, .stride = {2, 2}, .dilation = {1, 1}};
+
+/* The same network through the tensor ops, one layer at a time. */
+static lunet_tensor *qcnn_by_ops(const lunet_tensor *x, const qcnn *c) {
+    lunet_tensor *q = NULL, *h1 = NULL, *p = NULL, *f = NULL, *h2 = NULL, *h3 = NULL, *y = NULL;
+    lunet_qlayer_params l1 = {c->w1, c->s1, c->b1, c->a1, true}, l2 = {c->w2, c->s2, c->b2, c->a2, true},
+                        l3 = {c->w3, c->s3, c->b3, c->a3, false};
+    lunet_quantize(&q, x, c->in);
+    lunet_qconv2d(&h1, q, c->in, &l1, &qcnn_conv);
+    lunet_max_pool2d(&p, h1, &qcnn_pool);
+    lunet_tensor_flatten(&f, p, 1, -1);
+    lunet_qlinear(&h2, f, c->a1, &l2);
+    lunet_qlinear(&h3, h2, c->a2, &l3);
+    lunet_dequantize(&y, h3, c->a3);
+    lunet_tensor *all[6] = {q, h1, p, f, h2, h3};
+    for (int i = 0; i < 6; i++) lunet_tensor_release(all[i]);
+    return y;
+}
+
+static lunet_model *qcnn_graph(const qcnn *c) {
+    lunet_model *m = NULL;
+    int64_t sample[3] = {2, 8, 8};
+    lunet_qlayer_params l1 = {c->w1, c->s1, c->b1, c->a1, false}, l2 = {c->w2, c->s2, c->b2, c->a2, false},
+                        l3 = {c->w3, c->s3, c->b3, c->a3, false};
+    CHECK_OK(lunet_model_create(&m, LUNET_DTYPE_F32, 3, sample));
+    CHECK_OK(lunet_model_add_quantize(m, c->in));
+    CHECK_OK(lunet_model_add_qconv2d(m, &l1, &qcnn_conv));
+    CHECK_OK(lunet_model_add_activation(m, LUNET_LAYER_RELU, 0));
+    CHECK_OK(lunet_model_add_pool2d(m, LUNET_LAYER_MAX_POOL2D, &qcnn_pool));
+    CHECK_OK(lunet_model_add_flatten(m, 1, -1));
+    CHECK_OK(lunet_model_add_qlinear(m, &l2));
+    CHECK_OK(lunet_model_add_activation(m, LUNET_LAYER_RELU, 0));
+    CHECK_OK(lunet_model_add_qlinear(m, &l3));
+    CHECK_OK(lunet_model_add_dequantize(m));
+    return m;
+}
+
+/* The graph gives the ops' bits at every batch size (one slice or more) and thread count. */
+static void test_graph_equals_ops(void) {
+    qcnn c = qcnn_new();
+    lunet_model *m = qcnn_graph(&c);
+    CHECK(lunet_model_layer_count(m) == 7);
+    CHECK(lunet_model_layer_kind(m, 1) == LUNET_LAYER_QCONV2D && lunet_model_layer_activation(m, 1) == LUNET_LAYER_RELU);
+    const int64_t batches[3] = {1, 7, LUNET_MODEL_MAX_BATCH + 45};
+    for (int threads = 1; threads <= 2; threads++) {
+        lunet_set_num_threads(threads);
+        for (int b = 0; b < 3; b++) {
+            int64_t xs[4] = {batches[b], 2, 8, 8};
+            lunet_tensor *x = randn(LUNET_DTYPE_F32, 4, xs), *y = NULL, *ref = qcnn_by_ops(x, &c);
+            CHECK_OK(lunet_model_forward(&y, m, x));
+            CHECK(y && max_abs_diff(y, ref) == 0);
+            lunet_tensor_release(y);
+            lunet_tensor_release(ref);
+            lunet_tensor_release(x);
+        }
+    }
+    lunet_set_num_threads(1);
+    lunet_model_free(m);
+    qcnn_free(&c);
+}
+
+/* A dynamic Linear layer in the graph gives lunet_linear_dynamic's bits, and a row's answer
+ * does not depend on the rest of its batch. */
+static void test_graph_dynamic(void) {
+    int64_t ws[2] = {9, 30}, n9 = 9, sample = 30;
+    lunet_tensor *wf = randn(LUNET_DTYPE_F32, 2, ws), *b = randn(LUNET_DTYPE_F32, 1, &n9), *w = NULL, *s = NULL;
+    CHECK_OK(lunet_quantize_weight(&w, &s, wf, 7));
+    lunet_model *m = NULL;
+    CHECK_OK(lunet_model_create(&m, LUNET_DTYPE_F32, 1, &sample));
+    CHECK_OK(lunet_model_add_linear_dynamic(m, w, s, b));
+    CHECK_OK(lunet_model_add_activation(m, LUNET_LAYER_RELU, 0));
+    CHECK(lunet_model_layer_count(m) == 1);
+    for (int threads = 1; threads <= 2; threads++) {
+        lunet_set_num_threads(threads);
+        int64_t xs[2] = {LUNET_MODEL_MAX_BATCH + 3, 30};
+        lunet_tensor *x = randn(LUNET_DTYPE_F32, 2, xs), *y = NULL, *ref = NULL, *one = NULL, *y1 = NULL, *x1 = NULL;
+        CHECK_OK(lunet_model_forward(&y, m, x));
+        CHECK_OK(lunet_linear_dynamic(&ref, x, w, s, b, true));
+        CHECK(y && max_abs_diff(y, ref) == 0);
+        CHECK_OK(lunet_tensor_narrow(&x1, x, 0, 5, 1));
+        CHECK_OK(lunet_model_forward(&y1, m, x1));
+        CHECK_OK(lunet_tensor_narrow(&one, y, 0, 5, 1));
+        CHECK(y1 && max_abs_diff(y1, one) == 0);
+        lunet_tensor *all[6] = {x, y, ref, one, y1, x1};
+        for (int i = 0; i < 6; i++) lunet_tensor_release(all[i]);
+    }
+    lunet_set_num_threads(1);
+    lunet_model_free(m);
+    lunet_tensor *all[4] = {wf, b, w, s};
+    for (int i = 0; i < 4; i++) lunet_tensor_release(all[i]);
+}
+
+/* Layers that cannot run on the activation they get say so. */
+static void test_graph_errors(void) {
+    qcnn c = qcnn_new();
+    lunet_model *m = NULL;
+    int64_t sample[3] = {2, 8, 8};
+    lunet_qlayer_params l1 = {c.w1, c.s1, c.b1, c.a1, false};
+    CHECK_OK(lunet_model_create(&m, LUNET_DTYPE_F32, 3, sample));
+    CHECK_FAILS(lunet_model_add_qconv2d(m, &l1, &qcnn_conv), LUNET_ERR_DTYPE, "needs a quantized (u8) activation");
+    CHECK_FAILS(lunet_model_add_dequantize(m), LUNET_ERR_DTYPE, "add a quantize layer before it");
+    CHECK_OK(lunet_model_add_quantize(m, c.in));
+    CHECK_FAILS(lunet_model_add_conv2d(m, c.w1, NULL, &qcnn_conv), LUNET_ERR_DTYPE, "add a dequantize layer");
+    CHECK_FAILS(lunet_model_add_activation(m, LUNET_LAYER_SIGMOID, 0), LUNET_ERR_DTYPE, "only a relu right after");
+    lunet_pool2d_params avg = qcnn_pool;
+    CHECK_FAILS(lunet_model_add_pool2d(m, LUNET_LAYER_AVG_POOL2D, &avg), LUNET_ERR_DTYPE, "add a dequantize layer");
+    CHECK_OK(lunet_model_add_qconv2d(m, &l1, &qcnn_conv));
+    float in[2 * 8 * 8] = {0}, out[4 * 8 * 8];
+    CHECK_FAILS(lunet_model_run(m, in, 1, out), LUNET_ERR_DTYPE, "ends on a quantized (u8) activation");
+    lunet_model_free(m);
+    qcnn_free(&c);
+}
+
 int main(void) {
     lunet_manual_seed(9);
     RUN(test_linear_random_shapes);
@@ -295,5 +444,8 @@ int main(void) {
     RUN(test_max_pool_u8);
     RUN(test_op_errors);
     RUN(test_quantize_weight);
+    RUN(test_graph_equals_ops);
+    RUN(test_graph_dynamic);
+    RUN(test_graph_errors);
     return check_report("test_quant");
 }
