@@ -111,6 +111,13 @@ void data_functions_register(lua_State *L);
 void optim_functions_register(lua_State *L);
 /* Adds model_graph, the compiled-model constructor (model_graph.c). */
 void model_graph_functions_register(lua_State *L);
+/* The end of a binding of an op that makes a tensor: raises on failure, else pushes *out.  out
+ * is passed by address: push_op_result(L, &out, op(&out, ...)) must read it after op ran. */
+int push_op_result(lua_State *L, lunet_tensor **out, lunet_status s);
+/* quant.c: the int8 ops (quantize, qlinear, qconv2d, ...). */
+void quant_functions_register(lua_State *L);
+/* A quantized layer's table ({weight, scale, bias, output_scale, output_zero_point, relu}). */
+lunet_qlayer_params qlayer_arg(lua_State *L, int idx);
 /* The lunet.Generator at idx. */
 lunet_generator *generator_check(lua_State *L, int idx);
 /* Sets funcs into the table on top of the stack. */

@@ -127,6 +127,36 @@ static int m_add_softmax(lua_State *L) {
     return check_status(L, lunet_model_add_softmax(m, kind, activation_dim(L, 3)));
 }
 
+/* add_quantize(scale, zero_point) */
+static int m_add_quantize(lua_State *L) {
+    lunet_model *m = graph_check(L, 1);
+    lunet_qparams q = {(float)luaL_checknumber(L, 2), (int32_t)luaL_checkinteger(L, 3)};
+    return check_status(L, lunet_model_add_quantize(m, q));
+}
+
+static int m_add_dequantize(lua_State *L) { return check_status(L, lunet_model_add_dequantize(graph_check(L, 1))); }
+
+/* add_qlinear(layer): see bindings/quant.c for the layer table */
+static int m_add_qlinear(lua_State *L) {
+    lunet_model *m = graph_check(L, 1);
+    lunet_qlayer_params p = qlayer_arg(L, 2);
+    return check_status(L, lunet_model_add_qlinear(m, &p));
+}
+
+/* add_qconv2d(layer, [{stride, padding, dilation, groups}]) */
+static int m_add_qconv2d(lua_State *L) {
+    lunet_model *m = graph_check(L, 1);
+    lunet_qlayer_params p = qlayer_arg(L, 2);
+    lunet_conv2d_params c = conv2d_params_arg(L, 3, "qconv2d");
+    return check_status(L, lunet_model_add_qconv2d(m, &p, &c));
+}
+
+/* add_linear_dynamic(weight, scale, [bias]) */
+static int m_add_linear_dynamic(lua_State *L) {
+    lunet_model *m = graph_check(L, 1);
+    return check_status(L, lunet_model_add_linear_dynamic(m, tensor_check(L, 2), tensor_check(L, 3), tensor_opt(L, 4)));
+}
+
 static int m_forward(lua_State *L) {
     lunet_model *m = graph_check(L, 1);
     lunet_tensor *out = NULL;
@@ -235,6 +265,8 @@ void model_graph_functions_register(lua_State *L) {
             {"add_linear", m_add_linear}, {"add_conv2d", m_add_conv2d}, {"add_batch_norm", m_add_batch_norm},
             {"add_pool2d", m_add_pool2d}, {"add_adaptive_avg_pool2d", m_add_adaptive_avg_pool2d},
             {"add_flatten", m_add_flatten}, {"add_activation", m_add_activation}, {"add_softmax", m_add_softmax},
+            {"add_quantize", m_add_quantize}, {"add_dequantize", m_add_dequantize}, {"add_qlinear", m_add_qlinear},
+            {"add_qconv2d", m_add_qconv2d}, {"add_linear_dynamic", m_add_linear_dynamic},
             {"forward", m_forward}, {"input_shape", m_input_shape}, {"output_shape", m_output_shape},
             {"layers", m_layers}, {"dtype", m_dtype}, {"watch", m_watch}, {"watched_unchanged", m_watched_unchanged},
             {"free", m_free}, {NULL, NULL}};

@@ -62,8 +62,7 @@ static lunet_reduction reduction_option(lua_State *L, int opts, const char *op) 
     return r;
 }
 
-/* out is passed by address: push_result(L, &out, op(&out, ...)) must read it after op ran. */
-static int push_result(lua_State *L, lunet_tensor **out, lunet_status s) {
+int push_op_result(lua_State *L, lunet_tensor **out, lunet_status s) {
     if (s != LUNET_OK) return raise_status(L);
     tensor_push_new(L, *out);
     return 1;
@@ -72,7 +71,7 @@ static int push_result(lua_State *L, lunet_tensor **out, lunet_status s) {
 /* linear(x, weight, [bias]) */
 static int f_linear(lua_State *L) {
     lunet_tensor *out = NULL;
-    return push_result(L, &out, lunet_linear(&out, tensor_check(L, 1), tensor_check(L, 2), tensor_opt(L, 3)));
+    return push_op_result(L, &out, lunet_linear(&out, tensor_check(L, 1), tensor_check(L, 2), tensor_opt(L, 3)));
 }
 
 lunet_conv2d_params conv2d_params_arg(lua_State *L, int idx, const char *op) {
@@ -88,7 +87,7 @@ lunet_conv2d_params conv2d_params_arg(lua_State *L, int idx, const char *op) {
 static int f_conv2d(lua_State *L) {
     lunet_tensor *x = tensor_check(L, 1), *w = tensor_check(L, 2), *b = tensor_opt(L, 3), *out = NULL;
     lunet_conv2d_params p = conv2d_params_arg(L, 4, "conv2d");
-    return push_result(L, &out, lunet_conv2d(&out, x, w, b, &p));
+    return push_op_result(L, &out, lunet_conv2d(&out, x, w, b, &p));
 }
 
 /* max_pool2d / avg_pool2d (x, {kernel_size, stride = kernel_size, padding, dilation, ceil_mode, count_include_pad}) */
@@ -108,13 +107,13 @@ lunet_pool2d_params pool2d_params_arg(lua_State *L, int idx, const char *op) {
 static int f_max_pool2d(lua_State *L) {
     lunet_tensor *x = tensor_check(L, 1), *out = NULL;
     lunet_pool2d_params p = pool2d_params_arg(L, 2, "max_pool2d");
-    return push_result(L, &out, lunet_max_pool2d(&out, x, &p));
+    return push_op_result(L, &out, lunet_max_pool2d(&out, x, &p));
 }
 
 static int f_avg_pool2d(lua_State *L) {
     lunet_tensor *x = tensor_check(L, 1), *out = NULL;
     lunet_pool2d_params p = pool2d_params_arg(L, 2, "avg_pool2d");
-    return push_result(L, &out, lunet_avg_pool2d(&out, x, &p));
+    return push_op_result(L, &out, lunet_avg_pool2d(&out, x, &p));
 }
 
 /* adaptive_avg_pool2d(x, size or {h, w}) */
@@ -125,7 +124,7 @@ static int f_adaptive_avg_pool2d(lua_State *L) {
     lua_pushvalue(L, 2);
     lua_setfield(L, -2, "output_size");
     pair_option(L, lua_gettop(L), "output_size", size, 1, 1, "adaptive_avg_pool2d");
-    return push_result(L, &out, lunet_adaptive_avg_pool2d(&out, x, size[0], size[1]));
+    return push_op_result(L, &out, lunet_adaptive_avg_pool2d(&out, x, size[0], size[1]));
 }
 
 /* batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps) */
@@ -134,12 +133,12 @@ static int f_batch_norm(lua_State *L) {
     lunet_tensor *rm = tensor_opt(L, 2), *rv = tensor_opt(L, 3), *w = tensor_opt(L, 4), *b = tensor_opt(L, 5);
     bool training = lua_toboolean(L, 6);
     double momentum = luaL_optnumber(L, 7, 0.1), eps = luaL_optnumber(L, 8, 1e-5);
-    return push_result(L, &out, lunet_batch_norm(&out, x, rm, rv, w, b, training, momentum, eps));
+    return push_op_result(L, &out, lunet_batch_norm(&out, x, rm, rv, w, b, training, momentum, eps));
 }
 
 static int f_leaky_relu(lua_State *L) {
     lunet_tensor *out = NULL;
-    return push_result(L, &out, lunet_leaky_relu(&out, tensor_check(L, 1), luaL_optnumber(L, 2, 0.01)));
+    return push_op_result(L, &out, lunet_leaky_relu(&out, tensor_check(L, 1), luaL_optnumber(L, 2, 0.01)));
 }
 
 /* gelu(x, [approximate = "none" | "tanh"]) */
@@ -148,13 +147,13 @@ static int f_gelu(lua_State *L) {
     if (strcmp(approximate, "none") != 0 && strcmp(approximate, "tanh") != 0)
         return luaL_error(L, "gelu: approximate must be \"none\" or \"tanh\", not %s", approximate);
     lunet_tensor *out = NULL;
-    return push_result(L, &out, lunet_gelu(&out, tensor_check(L, 1), strcmp(approximate, "tanh") == 0));
+    return push_op_result(L, &out, lunet_gelu(&out, tensor_check(L, 1), strcmp(approximate, "tanh") == 0));
 }
 
 static int softmax_like(lua_State *L, lunet_status (*fn)(lunet_tensor **, const lunet_tensor *, int), const char *op) {
     lunet_tensor *x = tensor_check(L, 1), *out = NULL;
     int dim = lua_isnoneornil(L, 2) ? lunet_tensor_ndim(x) - 1 : dim_arg(L, 2, lunet_tensor_ndim(x), 0, op);
-    return push_result(L, &out, fn(&out, x, dim));
+    return push_op_result(L, &out, fn(&out, x, dim));
 }
 
 static int f_softmax(lua_State *L) { return softmax_like(L, lunet_softmax, "softmax"); }
@@ -163,7 +162,7 @@ static int f_log_softmax(lua_State *L) { return softmax_like(L, lunet_log_softma
 /* dropout(x, p, [mask]) */
 static int f_dropout(lua_State *L) {
     lunet_tensor *out = NULL;
-    return push_result(L, &out, lunet_dropout(&out, tensor_check(L, 1), luaL_checknumber(L, 2), tensor_opt(L, 3)));
+    return push_op_result(L, &out, lunet_dropout(&out, tensor_check(L, 1), luaL_checknumber(L, 2), tensor_opt(L, 3)));
 }
 
 /* ---- losses ------------------------------------------------------------------------------------- */
@@ -214,7 +213,7 @@ static int class_loss(lua_State *L, bool log_probs) {
     lua_pop(L, 1);
     lunet_tensor *t = class_targets(L, targets, lunet_tensor_shape(x)[1], o.has_ignore_index, lua_ignore, op);
     lunet_status s = log_probs ? lunet_nll_loss(&out, x, t, &o) : lunet_cross_entropy(&out, x, t, &o);
-    return push_result(L, &out, s);
+    return push_op_result(L, &out, s);
 }
 
 static int f_cross_entropy(lua_State *L) { return class_loss(L, false); }
@@ -224,13 +223,13 @@ static int f_nll_loss(lua_State *L) { return class_loss(L, true); }
 static int f_mse_loss(lua_State *L) {
     lunet_tensor *out = NULL;
     lunet_reduction r = reduction_option(L, 3, "mse_loss");
-    return push_result(L, &out, lunet_mse_loss(&out, tensor_check(L, 1), tensor_check(L, 2), r));
+    return push_op_result(L, &out, lunet_mse_loss(&out, tensor_check(L, 1), tensor_check(L, 2), r));
 }
 
 static int f_l1_loss(lua_State *L) {
     lunet_tensor *out = NULL;
     lunet_reduction r = reduction_option(L, 3, "l1_loss");
-    return push_result(L, &out, lunet_l1_loss(&out, tensor_check(L, 1), tensor_check(L, 2), r));
+    return push_op_result(L, &out, lunet_l1_loss(&out, tensor_check(L, 1), tensor_check(L, 2), r));
 }
 
 /* bce_with_logits(input, target, [{pos_weight, reduction}]) */
@@ -239,7 +238,7 @@ static int f_bce_with_logits(lua_State *L) {
     lunet_reduction r = reduction_option(L, 3, "bce_with_logits");
     if (opt_field(L, 3, "pos_weight") != LUA_TNIL) pw = tensor_check(L, -1);
     lua_pop(L, 1);
-    return push_result(L, &out, lunet_bce_with_logits(&out, tensor_check(L, 1), tensor_check(L, 2), pw, r));
+    return push_op_result(L, &out, lunet_bce_with_logits(&out, tensor_check(L, 1), tensor_check(L, 2), pw, r));
 }
 
 void nn_functions_register(lua_State *L) {

@@ -22,6 +22,9 @@
 --   Softmax/LogSoftmax dim
 --   Dropout            p
 --   ReLU, Sigmoid, Tanh, Identity, GlobalAvgPool2d: no settings
+--   Quantize, Dequantize: no settings (their scale and zero point are tensors)
+--   QuantizedLinear, DynamicQuantizedLinear   in_features, out_features, bias, relu
+--   QuantizedConv2d    in_channels, out_channels, kernel_size, stride, padding, dilation (pairs), bias, relu
 --
 -- Parameters and buffers are not part of the description; they keep state_dict's names
 -- ("1.weight", "3.2.running_mean": the Sequential positions, then the tensor's name), and
@@ -178,6 +181,59 @@ kinds.Dropout = {
 for _, name in ipairs({ "ReLU", "Sigmoid", "Tanh", "Identity", "GlobalAvgPool2d" }) do
   kinds[name] = { fields = {}, describe = function() return {} end, build = function() return nn[name]() end }
 end
+
+-- The int8 layers (lunet.quantize).  Their tensors have fixed dtypes, listed with the shapes.
+local qparams = require("lunet.nn.qparams")
+
+for _, name in ipairs({ "Quantize", "Dequantize" }) do
+  kinds[name] = { fields = {}, describe = function() return {} end, build = function() return nn[name]() end,
+    tensors = function() return qparams.tensors({}, "") end }
+end
+
+-- QuantizedLinear and DynamicQuantizedLinear: the settings of Linear plus relu.
+local function quantized_linear(class, static)
+  return {
+    fields = { in_features = "size", out_features = "size", bias = "boolean", relu = "boolean" },
+    describe = function(m)
+      return { in_features = m.in_features, out_features = m.out_features, bias = m.bias ~= nil, relu = m.relu }
+    end,
+    build = function(d) return class(d.in_features, d.out_features, { bias = d.bias, relu = d.relu }) end,
+    tensors = function(d)
+      local t = { weight = { d.out_features, d.in_features, dtype = "i8" },
+        weight_scale = { d.out_features, dtype = "f32" } }
+      if d.bias then t.bias = { d.out_features, dtype = static and "i32" or "f32" } end
+      if static then
+        qparams.tensors(t, "input_")
+        qparams.tensors(t, "output_")
+      end
+      return t
+    end,
+  }
+end
+kinds.QuantizedLinear = quantized_linear(nn.QuantizedLinear, true)
+kinds.DynamicQuantizedLinear = quantized_linear(nn.DynamicQuantizedLinear, false)
+
+kinds.QuantizedConv2d = {
+  fields = { in_channels = "size", out_channels = "size", kernel_size = "size_pair", stride = "size_pair",
+    padding = "count_pair", dilation = "size_pair", bias = "boolean", relu = "boolean" },
+  describe = function(m)
+    return { in_channels = m.in_channels, out_channels = m.out_channels, kernel_size = pair(m.kernel_size),
+      stride = pair(m.stride), padding = pair(m.padding), dilation = pair(m.dilation), bias = m.bias ~= nil,
+      relu = m.relu }
+  end,
+  build = function(d)
+    return nn.QuantizedConv2d(d.in_channels, d.out_channels, d.kernel_size, { stride = d.stride, padding = d.padding,
+      dilation = d.dilation, bias = d.bias, relu = d.relu })
+  end,
+  tensors = function(d)
+    local k = d.kernel_size
+    local t = { weight = { d.out_channels, d.in_channels, k[1], k[2], dtype = "i8" },
+      weight_scale = { d.out_channels, dtype = "f32" } }
+    if d.bias then t.bias = { d.out_channels, dtype = "i32" } end
+    qparams.tensors(t, "input_")
+    return qparams.tensors(t, "output_")
+  end,
+}
 
 -- Sequential is handled by the walkers below; it is listed so that "type" lookups know it.
 local SEQUENTIAL = "Sequential"
@@ -371,7 +427,8 @@ local function tensor_shapes(d, prefix, out)
 end
 
 --- The parameters and buffers a model of this description has: a table state-dict name ->
--- shape (a list of sizes).  desc is checked first unless it came from architecture.check.
+-- shape (a list of sizes; with a "dtype" field for tensors that must have that dtype, as the
+-- int8 layers' do).  desc is checked first unless it came from architecture.check.
 function architecture.tensor_shapes(desc)
   return tensor_shapes(checked_copy(desc), "", {})
 end

@@ -5,11 +5,12 @@
 --
 -- A model compiles when it is built from the built-in layers only, in Sequentials: Linear,
 -- Conv2d, BatchNorm1d/2d (with running statistics), MaxPool2d, AvgPool2d, AdaptiveAvgPool2d,
--- GlobalAvgPool2d, Flatten, ReLU, LeakyReLU, GELU, Sigmoid, Tanh, Softmax, LogSoftmax, and
--- Dropout and Identity (which inference skips).  A subclass of one of them does not compile: it
--- may compute something else.  The graph holds copies of the weights, so it is the model as it
--- was when compiled; model:predict keeps one per model and recompiles when a weight changes
--- (see current_graph).
+-- GlobalAvgPool2d, Flatten, ReLU, LeakyReLU, GELU, Sigmoid, Tanh, Softmax, LogSoftmax, the
+-- int8 layers of lunet.quantize (Quantize, QuantizedConv2d, QuantizedLinear, Dequantize,
+-- DynamicQuantizedLinear), and Dropout and Identity (which inference skips).  A subclass of
+-- one of them does not compile: it may compute something else.  The graph holds copies of the
+-- weights, so it is the model as it was when compiled; model:predict keeps one per model and
+-- recompiles when a weight changes (see current_graph).
 local core = require("lunet.core")
 local nn = require("lunet.nn")
 
@@ -44,13 +45,58 @@ local adders = {
   [nn.Identity] = false,
 }
 
+-- The int8 layers.  Each quantized layer holds the parameters of the activation it expects;
+-- the graph passes on the parameters of the activation it produces, and building checks that
+-- the two agree (a model file could say otherwise).
+local qparams = require("lunet.nn.qparams")
+
+local function expect_input(state, m, prefix)
+  local scale, zero_point = qparams.get(m, prefix)
+  local have = state.qparams
+  if not have or have[1] ~= scale or have[2] ~= zero_point then
+    error(string.format("compile: %s expects a u8 input with scale %.9g and zero point %d, but %s", m.__name, scale,
+      zero_point, have and string.format("gets scale %.9g and zero point %d", have[1], have[2]) or "gets f32"), 0)
+  end
+end
+
+adders[nn.Quantize] = function(g, m, state)
+  local scale, zero_point = qparams.get(m, "")
+  g:add_quantize(scale, zero_point)
+  state.qparams = { scale, zero_point }
+end
+adders[nn.Dequantize] = function(g, m, state)
+  expect_input(state, m, "")
+  g:add_dequantize()
+  state.qparams = nil
+end
+local function add_relu(g, m)
+  if m.relu then g:add_activation("relu") end
+end
+adders[nn.QuantizedLinear] = function(g, m, state)
+  expect_input(state, m, "input_")
+  g:add_qlinear(m:layer())
+  add_relu(g, m)
+  state.qparams = { qparams.get(m, "output_") }
+end
+adders[nn.QuantizedConv2d] = function(g, m, state)
+  expect_input(state, m, "input_")
+  g:add_qconv2d(m:layer(), m:conv_options())
+  add_relu(g, m)
+  state.qparams = { qparams.get(m, "output_") }
+end
+adders[nn.DynamicQuantizedLinear] = function(g, m)
+  g:add_linear_dynamic(m.weight, m.weight_scale, m.bias)
+  add_relu(g, m)
+end
+
 local function add_batch_norm(g, m)
   g:add_batch_norm(m.running_mean, m.running_var, m.weight, m.bias, m.eps)
 end
 adders[nn.BatchNorm1d] = add_batch_norm
 adders[nn.BatchNorm2d] = add_batch_norm
 
-local WEIGHT_FIELDS = { "weight", "bias", "running_mean", "running_var" }
+local WEIGHT_FIELDS = { "weight", "bias", "running_mean", "running_var", "weight_scale", "scale", "zero_point",
+  "input_scale", "input_zero_point", "output_scale", "output_zero_point" }
 
 -- Appends to `found` the layers of model in the order they run (found.layers), and what a
 -- graph of them depends on: found.deps, a flat list of triples (table, key, value) that must
@@ -90,9 +136,16 @@ end
 -- The graph of collected layers.
 local function build(layers, sample_shape, dtype)
   local graph = core.model_graph(dtype or "f32", sample_shape)
+  local state = {} -- qparams: the parameters of the u8 activation between int8 layers
   for _, m in ipairs(layers) do
     local add = adders[getmetatable(m)]
-    if add then add(graph, m) end
+    if add then
+      local ok, problem = pcall(add, graph, m, state)
+      if not ok then
+        graph:free()
+        error(problem, 0)
+      end
+    end
   end
   return graph
 end

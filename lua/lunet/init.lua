@@ -71,5 +71,7 @@ lunet.checkpoint = require("lunet.checkpoint")
 --- Rebuilds a model saved with model:save (lunet.model_file.load).
 lunet.load = require("lunet.model_file").load
 lunet.compile = require("lunet.compile").compile
+--- The int8 version of a trained model (lunet.quantize: static or dynamic).
+lunet.quantize = require("lunet.quantize").quantize
 
 return lunet

@@ -8,8 +8,11 @@
 -- ({"model": <lunet.architecture description>}), and, when known, "input_shape" (one sample's
 -- shape, without the batch) and "class_names".  The tensors carry state_dict's names, so any
 -- safetensors reader gets the weights under the names PyTorch would use for the same
--- Sequential (minus its 0-based numbering).  A model that is not made of Sequential and
--- built-in layers is saved with its weights only; load it with model:load_weights(path).
+-- Sequential (minus its 0-based numbering).  An int8 model (lunet.quantize) also has
+-- "lunet.quant": JSON describing how it was quantized (mode, weight_bits, calibration
+-- method and sample count); its scales and zero points are tensors like its weights.  A
+-- model that is not made of Sequential and built-in layers is saved with its weights only;
+-- load it with model:load_weights(path).
 --
 -- load trusts nothing in the file: the safetensors reader checks every size and offset, and
 -- the architecture and the tensors are checked against each other before a layer is built, so
@@ -89,6 +92,7 @@ function model_file.save(model, path, opts)
     if problem then error("save: " .. problem, 2) end
     metadata["lunet.graph"] = json.encode(graph)
   end
+  if type(model.quantization) == "table" then metadata["lunet.quant"] = json.encode(model.quantization) end
   safetensors.write(path, model:state_dict(), metadata)
   return path
 end
@@ -112,10 +116,10 @@ local function check_tensors(path, shapes, tensors, names)
       fail(path, "tensor %q has shape [%s] but the model in lunet.graph needs [%s]", name, table.concat(got, ","),
         table.concat(want, ","))
     end
-    local integer = name:match("num_batches_tracked$") ~= nil
-    local ok = integer and t.dtype == "i64" or (not integer and (t.dtype == "f32" or t.dtype == "f64"))
+    local expected_dtype = want.dtype or (name:match("num_batches_tracked$") and "i64")
+    local ok = t.dtype == expected_dtype or (not expected_dtype and (t.dtype == "f32" or t.dtype == "f64"))
     if not ok then
-      fail(path, "tensor %q has dtype %s; %s", name, t.dtype, integer and "expected i64" or "expected f32 or f64")
+      fail(path, "tensor %q has dtype %s; expected %s", name, t.dtype, expected_dtype or "f32 or f64")
     end
   end
 end
@@ -148,6 +152,11 @@ function model_file.load(path)
   model:load_state_dict(tensors)
   model.input_shape = graph.input_shape
   model.class_names = graph.class_names
+  if metadata["lunet.quant"] ~= nil then
+    local quant = json.decode(metadata["lunet.quant"])
+    if type(quant) ~= "table" then fail(path, "lunet.quant must be a JSON object") end
+    model.quantization = quant
+  end
   return model:eval()
 end
 

@@ -5,6 +5,7 @@ for _, name in ipairs({
   "Module", "Sequential", "Linear", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "GlobalAvgPool2d",
   "Flatten", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "Softmax", "LogSoftmax", "Dropout",
   "BatchNorm1d", "BatchNorm2d", "Identity",
+  "Quantize", "Dequantize", "QuantizedLinear", "QuantizedConv2d", "DynamicQuantizedLinear",
   "CrossEntropyLoss", "NLLLoss", "MSELoss", "L1Loss", "BCEWithLogitsLoss",
 }) do
   nn[name] = require("lunet.nn." .. name)
@@ -16,7 +17,7 @@ end
 for _, name in ipairs({
   "Linear", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "GlobalAvgPool2d", "Flatten", "ReLU",
   "LeakyReLU", "Sigmoid", "Tanh", "GELU", "Softmax", "LogSoftmax", "Dropout", "BatchNorm1d", "BatchNorm2d",
-  "Identity",
+  "Identity", "Quantize", "Dequantize", "QuantizedLinear", "QuantizedConv2d", "DynamicQuantizedLinear",
 }) do
   nn[name].holds_no_activations = true
 end
