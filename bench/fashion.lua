@@ -125,18 +125,16 @@ local function main(argv)
   local q = lunet.quantize(model, { calibration = train:subset(1, 512) })
   local quantize_seconds = lunet.clock() - started_q
   local function predict_q(x) return q:predict(x) end
-  local dir = os.tmpname()
-  local f32_path, int8_path = dir .. "-f32.safetensors", dir .. "-int8.safetensors"
-  model:save(f32_path)
-  q:save(int8_path)
-  local function size(path)
+  -- The bytes of m's model file.
+  local function file_bytes(m)
+    local path = os.tmpname()
+    m:save(path)
     local f = assert(io.open(path, "rb"))
     local n = f:seek("end")
     f:close()
     os.remove(path)
     return n
   end
-  os.remove(dir)
   local int8 = {
     peer = "lunet-int8", model = a.model, threads = a.threads, epochs = a.epochs,
     train_samples_per_s = result.train_samples_per_s,
@@ -144,7 +142,7 @@ local function main(argv)
     infer_b1_us = math.floor(latency(predict_q, test.x, 1, 2000) * 1e7 + 0.5) / 10,
     infer_b256_samples_per_s = math.floor(256 / latency(predict_q, test.x, 256, 50) * 10 + 0.5) / 10,
     quantize_seconds = math.floor(quantize_seconds * 1000 + 0.5) / 1000,
-    file_bytes = size(int8_path), f32_file_bytes = size(f32_path),
+    file_bytes = file_bytes(q), f32_file_bytes = file_bytes(model),
   }
   int8.accuracy_change_points = math.floor((int8.test_accuracy - result.test_accuracy) * 1e4 + 0.5) / 100
   int8.b256_speedup = math.floor(int8.infer_b256_samples_per_s / result.infer_b256_samples_per_s * 100 + 0.5) / 100

@@ -10,7 +10,7 @@ local train_set, test_set = data.fashion_mnist()
 local function trained(build, samples)
   lunet.manual_seed(0)
   local model = build()
-  model:fit(train_set:subset(1, samples), { epochs = 1, batch_size = 64, verbose = false,
+  model:fit(train_set:subset(1, samples), { epochs = 1, batch_size = 64, verbose = 0,
     optimizer = lunet.optim.Adam(model:parameters(), { lr = 1e-3 }) })
   return model:eval()
 end

@@ -575,7 +575,7 @@ lunet_status lunet_model_add_softmax(lunet_model *model, lunet_layer_kind kind, 
 lunet_status lunet_model_add_quantize(lunet_model *model, lunet_qparams q);
 lunet_status lunet_model_add_dequantize(lunet_model *model);
 /* weight i8 (out, in), scale f32 (out), bias i32 (out) or NULL; output: the u8 result's
- * parameters (layer->relu is ignored: add a ReLU after the layer instead). */
+ * parameters; relu fuses a ReLU (as adding one after the layer does). */
 lunet_status lunet_model_add_qlinear(lunet_model *model, const lunet_qlayer_params *layer);
 lunet_status lunet_model_add_qconv2d(lunet_model *model, const lunet_qlayer_params *layer,
                                      const lunet_conv2d_params *params);

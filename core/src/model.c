@@ -212,24 +212,32 @@ static lunet_status copy_weights(model_layer *l, const lunet_model *m, const lun
     return s;
 }
 
+/* The shapes of a Linear-like layer l of `in` inputs and `out` outputs per row: the samples
+ * must end in `in` features, which become `out`. */
+static lunet_status linear_shapes(model_layer *l, const lunet_model *m, int64_t in, int64_t out, const char *op) {
+    char sx[LUNET__SHAPE_BUF];
+    if (l->in_ndim < 1 || l->in_shape[l->in_ndim - 1] != in)
+        return lunet__fail(LUNET_ERR_SHAPE, "model: %s layer %zu takes %lld features but gets samples of shape %s", op,
+                           m->n_layers + 1, (long long)in, lunet_shape_format(sx, sizeof sx, l->in_ndim, l->in_shape));
+    l->out_ndim = l->in_ndim;
+    memcpy(l->out_shape, l->in_shape, sizeof l->out_shape);
+    l->out_shape[l->out_ndim - 1] = out;
+    l->in_features = in;
+    l->out_features = out;
+    l->rows = lunet__numel(l->in_ndim - 1, l->in_shape);
+    return LUNET_OK;
+}
+
 lunet_status lunet_model_add_linear(lunet_model *m, const lunet_tensor *weight, const lunet_tensor *bias) {
     model_layer l = new_layer(m, LUNET_LAYER_LINEAR);
-    char sw[LUNET__SHAPE_BUF], sx[LUNET__SHAPE_BUF];
+    char sw[LUNET__SHAPE_BUF];
     LUNET_TRY(require_float(m, &l, "linear"));
     if (weight->ndim != 2)
         return lunet__fail(LUNET_ERR_SHAPE, "model: linear weight must be (out_features, in_features), got %s",
                            lunet__shape_str(sw, sizeof sw, weight));
-    int64_t in = weight->shape[1], o = weight->shape[0];
-    if (l.in_ndim < 1 || l.in_shape[l.in_ndim - 1] != in)
-        return lunet__fail(LUNET_ERR_SHAPE, "model: linear layer %zu takes %lld features but gets samples of shape %s",
-                           m->n_layers + 1, (long long)in, lunet_shape_format(sx, sizeof sx, l.in_ndim, l.in_shape));
+    int64_t o = weight->shape[0];
+    LUNET_TRY(linear_shapes(&l, m, weight->shape[1], o, "linear"));
     LUNET_TRY(check_vector(bias, o, "linear", "bias"));
-    l.out_ndim = l.in_ndim;
-    memcpy(l.out_shape, l.in_shape, sizeof l.out_shape);
-    l.out_shape[l.out_ndim - 1] = o;
-    l.in_features = in;
-    l.out_features = o;
-    l.rows = lunet__numel(l.in_ndim - 1, l.in_shape);
     LUNET_TRY(copy_weights(&l, m, weight, bias, o, "linear"));
     return append(m, &l);
 }
@@ -473,69 +481,19 @@ lunet_status lunet_model_add_dequantize(lunet_model *m) {
     return append(m, &l);
 }
 
-/* The tensors of a quantized layer as the int8 ops check them, in contiguous copies. */
-typedef struct qlayer_tensors {
-    lunet_tensor *w, *s, *b;
-} qlayer_tensors;
-
-static void qlayer_tensors_release(qlayer_tensors *t) {
-    lunet_tensor_release(t->w);
-    lunet_tensor_release(t->s);
-    lunet_tensor_release(t->b);
-}
-
-static lunet_status qlayer_tensors_get(qlayer_tensors *t, const lunet_tensor *weight, const lunet_tensor *scale,
-                                       const lunet_tensor *bias, lunet_dtype bias_dtype, int weight_ndim, const char *op) {
-    char sw[LUNET__SHAPE_BUF], sb[LUNET__SHAPE_BUF];
-    *t = (qlayer_tensors){0};
-    if (weight->dtype != LUNET_DTYPE_I8 || weight->ndim != weight_ndim || weight->shape[0] < 1)
-        return lunet__fail(LUNET_ERR_ARG, "model: %s weight must be i8 with %d dims, got %s %s", op, weight_ndim,
-                           lunet_dtype_name(weight->dtype), lunet__shape_str(sw, sizeof sw, weight));
-    int64_t o = weight->shape[0];
-    LUNET_TRY(check_vector(scale, o, op, "weight scale"));
-    if (scale->dtype != LUNET_DTYPE_F32)
-        return lunet__fail(LUNET_ERR_DTYPE, "model: %s weight scale must be f32, not %s", op, lunet_dtype_name(scale->dtype));
-    if (bias && (bias->dtype != bias_dtype || bias->ndim != 1 || bias->shape[0] != o))
-        return lunet__fail(LUNET_ERR_ARG, "model: %s bias must be %s with %lld entries, got %s %s", op,
-                           lunet_dtype_name(bias_dtype), (long long)o, lunet_dtype_name(bias->dtype),
-                           lunet__shape_str(sb, sizeof sb, bias));
-    lunet_status s = lunet__contiguous_nograd(&t->w, weight);
-    if (s == LUNET_OK) s = lunet__contiguous_nograd(&t->s, scale);
-    if (s == LUNET_OK && bias) s = lunet__contiguous_nograd(&t->b, bias);
-    if (s != LUNET_OK) qlayer_tensors_release(t);
-    return s;
-}
-
-/* Prepares a static int8 layer's weights for input parameters l->in_q. */
-static lunet_status prepare_static(model_layer *l, const lunet_qlayer_params *p, bool conv, const char *op) {
-    qlayer_tensors t;
-    LUNET_TRY(lunet_qparams_check(p->output, op));
-    LUNET_TRY(qlayer_tensors_get(&t, p->weight, p->scale, p->bias, LUNET_DTYPE_I32, conv ? 4 : 2, op));
-    int64_t o = p->weight->shape[0];
-    lunet_status s = lunet__qlayer_init(&l->q, (const int8_t *)lunet__data(t.w), o, p->weight->numel / o, conv,
-                                        t.b ? (const int32_t *)lunet__data(t.b) : NULL, NULL,
-                                        (const float *)lunet__data(t.s), l->in_q.scale, l->in_q.zero_point,
-                                        p->output.scale);
-    qlayer_tensors_release(&t);
-    l->out_q = p->output;
-    return s;
-}
-
 lunet_status lunet_model_add_qlinear(lunet_model *m, const lunet_qlayer_params *p) {
     model_layer l = new_layer(m, LUNET_LAYER_QLINEAR);
-    char sx[LUNET__SHAPE_BUF];
     LUNET_TRY(require_u8(m, &l, "qlinear"));
-    int64_t in = p->weight->ndim == 2 ? p->weight->shape[1] : -1;
-    if (l.in_ndim < 1 || l.in_shape[l.in_ndim - 1] != in)
-        return lunet__fail(LUNET_ERR_SHAPE, "model: qlinear layer %zu takes %lld features but gets samples of shape %s",
-                           m->n_layers + 1, (long long)in, lunet_shape_format(sx, sizeof sx, l.in_ndim, l.in_shape));
-    LUNET_TRY(prepare_static(&l, p, false, "qlinear"));
-    l.out_ndim = l.in_ndim;
-    memcpy(l.out_shape, l.in_shape, sizeof l.out_shape);
-    l.out_shape[l.out_ndim - 1] = p->weight->shape[0];
-    l.in_features = in;
-    l.out_features = p->weight->shape[0];
-    l.rows = lunet__numel(l.in_ndim - 1, l.in_shape);
+    LUNET_TRY(lunet_qparams_check(p->output, "model: qlinear"));
+    LUNET_TRY(lunet__qlayer_prepare(&l.q, p->weight, p->scale, p->bias, 2, false, l.in_q, p->output.scale,
+                                    "model: qlinear"));
+    l.out_q = p->output;
+    if (p->relu) l.fused = LUNET_LAYER_RELU;
+    lunet_status s = linear_shapes(&l, m, l.q.k, l.q.channels, "qlinear");
+    if (s != LUNET_OK) {
+        layer_free(&l);
+        return s;
+    }
     return append(m, &l);
 }
 
@@ -552,7 +510,11 @@ lunet_status lunet_model_add_qconv2d(lunet_model *m, const lunet_qlayer_params *
                            m->n_layers + 1, (long long)params->groups);
     int64_t x_shape[4] = {1, l.in_shape[0], l.in_shape[1], l.in_shape[2]};
     LUNET_TRY(lunet__conv_geometry_of(&l.conv, x_shape, p->weight->shape, params));
-    LUNET_TRY(prepare_static(&l, p, true, "qconv2d"));
+    LUNET_TRY(lunet_qparams_check(p->output, "model: qconv2d"));
+    LUNET_TRY(lunet__qlayer_prepare(&l.q, p->weight, p->scale, p->bias, 4, true, l.in_q, p->output.scale,
+                                    "model: qconv2d"));
+    l.out_q = p->output;
+    if (p->relu) l.fused = LUNET_LAYER_RELU;
     l.out_ndim = 3;
     l.out_shape[0] = l.conv.o, l.out_shape[1] = l.conv.oh, l.out_shape[2] = l.conv.ow;
     size_t cols = lunet__qconv_cols_bytes(&l.conv);
@@ -564,30 +526,18 @@ lunet_status lunet_model_add_qconv2d(lunet_model *m, const lunet_qlayer_params *
 lunet_status lunet_model_add_linear_dynamic(lunet_model *m, const lunet_tensor *weight, const lunet_tensor *scale,
                                             const lunet_tensor *bias) {
     model_layer l = new_layer(m, LUNET_LAYER_LINEAR_DYNAMIC);
-    char sx[LUNET__SHAPE_BUF];
     LUNET_TRY(require_float(m, &l, "linear_dynamic"));
     if (m->dtype != LUNET_DTYPE_F32)
         return lunet__fail(LUNET_ERR_DTYPE, "model: linear_dynamic needs an f32 graph, not %s", lunet_dtype_name(m->dtype));
-    int64_t in = weight->ndim == 2 ? weight->shape[1] : -1;
-    if (l.in_ndim < 1 || l.in_shape[l.in_ndim - 1] != in)
-        return lunet__fail(LUNET_ERR_SHAPE, "model: linear_dynamic layer %zu takes %lld features but gets samples of "
-                           "shape %s", m->n_layers + 1, (long long)in, lunet_shape_format(sx, sizeof sx, l.in_ndim, l.in_shape));
-    qlayer_tensors t;
-    LUNET_TRY(qlayer_tensors_get(&t, weight, scale, bias, LUNET_DTYPE_F32, 2, "linear_dynamic"));
-    int64_t o = weight->shape[0];
-    lunet_status s = lunet__qlayer_init(&l.q, (const int8_t *)lunet__data(t.w), o, in, false, NULL,
-                                        t.b ? (const float *)lunet__data(t.b) : NULL, (const float *)lunet__data(t.s),
-                                        1.0f, 0, 0);
-    qlayer_tensors_release(&t);
-    LUNET_TRY(s);
-    l.out_ndim = l.in_ndim;
-    memcpy(l.out_shape, l.in_shape, sizeof l.out_shape);
-    l.out_shape[l.out_ndim - 1] = o;
-    l.in_features = in;
-    l.out_features = o;
-    l.rows = lunet__numel(l.in_ndim - 1, l.in_shape);
+    LUNET_TRY(lunet__qlayer_prepare(&l.q, weight, scale, bias, 2, false, (lunet_qparams){1.0f, 0}, 0,
+                                    "model: linear_dynamic"));
+    lunet_status s = linear_shapes(&l, m, l.q.k, l.q.channels, "linear_dynamic");
+    if (s != LUNET_OK) {
+        layer_free(&l);
+        return s;
+    }
     /* per sample: the quantized rows, and each row's scale and zero point */
-    size_t dynamic = (size_t)(l.rows * in) + (size_t)l.rows * (sizeof(float) + sizeof(int32_t)) + 64;
+    size_t dynamic = (size_t)(l.rows * l.in_features) + (size_t)l.rows * (sizeof(float) + sizeof(int32_t)) + 64;
     LUNET_TRY(append(m, &l));
     if (dynamic > m->dynamic_bytes) m->dynamic_bytes = dynamic;
     return LUNET_OK;

@@ -21,7 +21,11 @@
 /* Makes room for `batch` samples (at most LUNET_MODEL_MAX_BATCH); keeps larger buffers. */
 static lunet_status reserve(lunet_model *m, int64_t batch) {
     int workers = lunet_get_num_threads();
-    if (batch <= m->capacity && workers <= m->workers) return LUNET_OK;
+    /* A layer added after the last run may need more room than was made for the others. */
+    bool scratch_fits = m->buffer_bytes >= (size_t)(m->capacity * m->widest) * m->elem &&
+                        m->cols_total >= m->cols_bytes * (size_t)m->workers &&
+                        m->dynamic_total >= m->dynamic_bytes * (size_t)m->capacity;
+    if (batch <= m->capacity && workers <= m->workers && scratch_fits) return LUNET_OK;
     int64_t capacity = batch > m->capacity ? batch : m->capacity;
     size_t buffer_bytes = (size_t)(capacity * m->widest) * m->elem;
     size_t cols_total = m->cols_bytes * (size_t)workers, dynamic_total = m->dynamic_bytes * (size_t)capacity;
@@ -53,11 +57,9 @@ typedef struct run_step {
     char *out;
 } run_step;
 
-/* The u8 epilogue of a static int8 layer: its multipliers, output parameters and fused ReLU. */
+/* The epilogue of a static int8 layer: its output parameters and fused ReLU. */
 static lunet__epilogue static_epilogue(const model_layer *l, bool channel_is_row) {
-    return (lunet__epilogue){.offset = l->q.offset, .multiplier = l->q.multiplier, .zero_point = l->out_q.zero_point,
-                             .low = l->fused == LUNET_LAYER_RELU ? l->out_q.zero_point : 0,
-                             .channel_is_row = channel_is_row};
+    return lunet__static_epilogue(&l->q, l->out_q, l->fused == LUNET_LAYER_RELU, channel_is_row);
 }
 
 static void conv_block(const run_step *r, int64_t first, int64_t last, int worker) {
@@ -185,9 +187,8 @@ static void qlinear_block(const run_step *r, int64_t first, int64_t last) {
     int32_t *zero_points = (int32_t *)(scales + all);
     lunet__quantize_rows_dynamic(q + first * k, scales + first, zero_points + first, (const float *)r->in + first * k,
                                  rows, k);
-    /* the rows' scales are indexed from row 0 of the block */
-    lunet__epilogue e = {.multiplier = l->q.multiplier, .fbias = l->q.fbias, .wsum = l->q.wsum,
-                         .row_scale = scales + first, .row_zero_point = zero_points + first, .float_out = true};
+    /* the rows' scales are indexed from row 0 of the block; a fused ReLU runs in the epilogue */
+    lunet__epilogue e = lunet__dynamic_epilogue(&l->q, scales + first, zero_points + first, l->fused == LUNET_LAYER_RELU);
     lunet__qlinear_rows(&l->q, &e, q + first * k, rows, (float *)r->out + first * o);
 }
 
@@ -206,7 +207,7 @@ static void run_qlinear(const run_step *r, int64_t batch) {
             if (last > first) qlinear_block(r, first, last);
         }
     }
-    if (l->activation != LUNET__ACT_NONE) over_samples(r, batch, l->out_numel);
+    if (l->activation != LUNET__ACT_NONE && l->fused != LUNET_LAYER_RELU) over_samples(r, batch, l->out_numel);
 }
 
 /* ---- running ------------------------------------------------------------------------------------------ */

@@ -45,15 +45,16 @@ lunet_status lunet__adaptive_pool_geometry_of(lunet__pool_geometry *g, int64_t h
     return LUNET_OK;
 }
 
-/* The checks on a tensor input, then its geometry with every (N, C) plane. */
+/* The checks on a tensor input, then its geometry with every (N, C) plane.  takes_u8: the
+ * op also pools quantized (u8) activations. */
 static lunet_status pool_geometry_of_tensor(lunet__pool_geometry *g, const lunet_tensor *x, const lunet_pool2d_params *p,
-                                            const char *op) {
+                                            bool takes_u8, const char *op) {
     char sx[LUNET__SHAPE_BUF];
     if (x->ndim != 4)
         return lunet__fail(LUNET_ERR_SHAPE, "%s: input must be (N, C, H, W), got %s", op, lunet__shape_str(sx, sizeof sx, x));
-    bool quantized_max = x->dtype == LUNET_DTYPE_U8 && strcmp(op, "max_pool2d") == 0;
-    if (!lunet_dtype_is_float(x->dtype) && !quantized_max)
-        return lunet__fail(LUNET_ERR_DTYPE, "%s: input must be f32 or f64, not %s", op, lunet_dtype_name(x->dtype));
+    if (!lunet_dtype_is_float(x->dtype) && !(takes_u8 && x->dtype == LUNET_DTYPE_U8))
+        return lunet__fail(LUNET_ERR_DTYPE, "%s: input must be f32 or f64%s, not %s", op, takes_u8 ? " (or u8)" : "",
+                           lunet_dtype_name(x->dtype));
     LUNET_TRY(lunet__pool_geometry_of(g, x->shape[2], x->shape[3], p, op));
     g->planes = x->shape[0] * x->shape[1];
     return LUNET_OK;
@@ -229,7 +230,7 @@ static lunet_status max_pool_backward(lunet__node *node, const lunet_tensor *gra
 lunet_status lunet_max_pool2d(lunet_tensor **out, const lunet_tensor *x, const lunet_pool2d_params *params) {
     *out = NULL;
     lunet__pool_geometry g = {0};
-    LUNET_TRY(pool_geometry_of_tensor(&g, x, params, "max_pool2d"));
+    LUNET_TRY(pool_geometry_of_tensor(&g, x, params, true, "max_pool2d"));
     int64_t shape[4] = {x->shape[0], x->shape[1], g.oh, g.ow};
     lunet_tensor *xc = NULL, *y = NULL, *at = NULL;
     lunet_status s = lunet__contiguous_nograd(&xc, x);
@@ -314,7 +315,7 @@ lunet_status lunet_avg_pool2d(lunet_tensor **out, const lunet_tensor *x, const l
     lunet__pool_geometry g = {0};
     lunet_pool2d_params p = *params;
     p.dilation[0] = p.dilation[1] = 1; /* average pooling has no dilation */
-    LUNET_TRY(pool_geometry_of_tensor(&g, x, &p, "avg_pool2d"));
+    LUNET_TRY(pool_geometry_of_tensor(&g, x, &p, false, "avg_pool2d"));
     return avg_forward(out, x, &g, false, "avg_pool2d");
 }
 

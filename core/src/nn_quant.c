@@ -154,82 +154,68 @@ lunet_status lunet_quantize_bias(lunet_tensor **out, const lunet_tensor *bias, f
 
 /* ---- layers ------------------------------------------------------------------------------------------ */
 
-/* Checks a layer's tensors against its weight's output channels; op names the layer. */
-static lunet_status check_layer(const lunet_qlayer_params *l, int weight_ndim, const char *op) {
+lunet_status lunet__qlayer_prepare(lunet__qlayer *q, const lunet_tensor *weight, const lunet_tensor *scale,
+                                   const lunet_tensor *bias, int weight_ndim, bool conv, lunet_qparams x, float y_scale,
+                                   const char *op) {
     char sw[LUNET__SHAPE_BUF], sb[LUNET__SHAPE_BUF];
-    LUNET_TRY(check_dtype(l->weight, LUNET_DTYPE_I8, op, "weight"));
-    if (l->weight->ndim != weight_ndim || l->weight->shape[0] < 1)
+    bool dynamic = !(y_scale > 0);
+    LUNET_TRY(check_dtype(weight, LUNET_DTYPE_I8, op, "weight"));
+    if (weight->ndim != weight_ndim || weight->shape[0] < 1)
         return lunet__fail(LUNET_ERR_SHAPE, "%s: weight %s must have %d dims and at least one output channel", op,
-                           lunet__shape_str(sw, sizeof sw, l->weight), weight_ndim);
-    int64_t o = l->weight->shape[0];
-    LUNET_TRY(check_scale(l->scale, o, op));
-    if (l->bias) {
-        LUNET_TRY(check_dtype(l->bias, LUNET_DTYPE_I32, op, "bias"));
-        if (l->bias->ndim != 1 || l->bias->shape[0] != o)
+                           lunet__shape_str(sw, sizeof sw, weight), weight_ndim);
+    int64_t o = weight->shape[0];
+    LUNET_TRY(check_scale(scale, o, op));
+    if (bias) {
+        LUNET_TRY(check_dtype(bias, dynamic ? LUNET_DTYPE_F32 : LUNET_DTYPE_I32, op, "bias"));
+        if (bias->ndim != 1 || bias->shape[0] != o)
             return lunet__fail(LUNET_ERR_SHAPE, "%s: bias %s must have %lld entries", op,
-                               lunet__shape_str(sb, sizeof sb, l->bias), (long long)o);
+                               lunet__shape_str(sb, sizeof sb, bias), (long long)o);
     }
-    return lunet_qparams_check(l->output, op);
-}
-
-/* Contiguous copies of a layer's weight and bias, prepared as a quant.h layer. */
-typedef struct prepared {
-    lunet_tensor *w, *b, *s;
-    lunet__qlayer q;
-} prepared;
-
-static void prepared_free(prepared *p) {
-    lunet_tensor_release(p->w);
-    lunet_tensor_release(p->b);
-    lunet_tensor_release(p->s);
-    lunet__qlayer_free(&p->q);
-    memset(p, 0, sizeof *p);
-}
-
-static lunet_status prepare(prepared *p, const lunet_qlayer_params *l, bool conv, lunet_qparams xq, float y_scale,
-                            const float *fbias) {
-    memset(p, 0, sizeof *p);
-    int64_t o = l->weight->shape[0], k = l->weight->numel / o;
-    lunet_status s = lunet__contiguous_nograd(&p->w, l->weight);
-    if (s == LUNET_OK) s = lunet__contiguous_nograd(&p->s, l->scale);
-    if (s == LUNET_OK && l->bias) s = lunet__contiguous_nograd(&p->b, l->bias);
-    if (s == LUNET_OK)
-        s = lunet__qlayer_init(&p->q, (const int8_t *)lunet__data(p->w), o, k, conv,
-                               p->b ? (const int32_t *)lunet__data(p->b) : NULL, fbias, (const float *)lunet__data(p->s),
-                               xq.scale, xq.zero_point, y_scale);
-    if (s != LUNET_OK) prepared_free(p);
+    lunet_tensor *w = NULL, *sc = NULL, *b = NULL;
+    lunet_status s = lunet__contiguous_nograd(&w, weight);
+    if (s == LUNET_OK) s = lunet__contiguous_nograd(&sc, scale);
+    if (s == LUNET_OK && bias) s = lunet__contiguous_nograd(&b, bias);
+    if (s == LUNET_OK) {
+        const void *bias_data = b ? lunet__data(b) : NULL;
+        s = lunet__qlayer_init(q, (const int8_t *)lunet__data(w), o, weight->numel / o, conv, dynamic ? NULL : bias_data,
+                               dynamic ? bias_data : NULL, (const float *)lunet__data(sc), x.scale, x.zero_point, y_scale);
+    }
+    lunet_tensor_release(w);
+    lunet_tensor_release(sc);
+    lunet_tensor_release(b);
     return s;
 }
 
-static lunet__epilogue static_epilogue(const lunet__qlayer *q, const lunet_qlayer_params *l, bool channel_is_row) {
-    return (lunet__epilogue){.offset = q->offset, .multiplier = q->multiplier, .zero_point = l->output.zero_point,
-                             .low = l->relu ? l->output.zero_point : 0, .channel_is_row = channel_is_row};
+/* A new (..., out) tensor of dtype for x (..., in) through a Linear layer of `out` outputs,
+ * after checking that x ends in `in`. */
+static lunet_status linear_output(lunet_tensor **y, const lunet_tensor *x, int64_t in, int64_t out, lunet_dtype dtype,
+                                  const char *op) {
+    char sx[LUNET__SHAPE_BUF];
+    if (x->ndim < 1 || x->shape[x->ndim - 1] != in)
+        return lunet__fail(LUNET_ERR_SHAPE, "%s: input %s does not end in in_features %lld of the weight", op,
+                           lunet__shape_str(sx, sizeof sx, x), (long long)in);
+    int64_t shape[LUNET_MAX_DIMS];
+    memcpy(shape, x->shape, sizeof shape);
+    shape[x->ndim - 1] = out;
+    return lunet__tensor_new(y, dtype, x->ndim, shape, op);
 }
 
 lunet_status lunet_qlinear(lunet_tensor **out, const lunet_tensor *x, lunet_qparams xq, const lunet_qlayer_params *l) {
     *out = NULL;
-    char sx[LUNET__SHAPE_BUF], sw[LUNET__SHAPE_BUF];
-    LUNET_TRY(check_layer(l, 2, "qlinear"));
+    LUNET_TRY(lunet_qparams_check(l->output, "qlinear"));
     LUNET_TRY(lunet_qparams_check(xq, "qlinear input"));
     LUNET_TRY(check_dtype(x, LUNET_DTYPE_U8, "qlinear", "input"));
-    int64_t o = l->weight->shape[0], in = l->weight->shape[1];
-    if (x->ndim < 1 || x->shape[x->ndim - 1] != in)
-        return lunet__fail(LUNET_ERR_SHAPE, "qlinear: input %s does not end in in_features %lld of weight %s",
-                           lunet__shape_str(sx, sizeof sx, x), (long long)in, lunet__shape_str(sw, sizeof sw, l->weight));
-    int64_t shape[LUNET_MAX_DIMS];
-    memcpy(shape, x->shape, sizeof shape);
-    shape[x->ndim - 1] = o;
-    prepared p;
-    LUNET_TRY(prepare(&p, l, false, xq, l->output.scale, NULL));
+    lunet__qlayer q;
+    LUNET_TRY(lunet__qlayer_prepare(&q, l->weight, l->scale, l->bias, 2, false, xq, l->output.scale, "qlinear"));
     lunet_tensor *xc = NULL, *y = NULL;
-    lunet_status s = lunet__contiguous_nograd(&xc, x);
-    if (s == LUNET_OK) s = lunet__tensor_new(&y, LUNET_DTYPE_U8, x->ndim, shape, "qlinear");
+    lunet_status s = linear_output(&y, x, q.k, q.channels, LUNET_DTYPE_U8, "qlinear");
+    if (s == LUNET_OK) s = lunet__contiguous_nograd(&xc, x);
     if (s == LUNET_OK) {
-        lunet__epilogue e = static_epilogue(&p.q, l, false);
-        lunet__qlinear_rows(&p.q, &e, (const uint8_t *)lunet__data(xc), in ? x->numel / in : 0, lunet__data(y));
+        lunet__epilogue e = lunet__static_epilogue(&q, l->output, l->relu, false);
+        lunet__qlinear_rows(&q, &e, (const uint8_t *)lunet__data(xc), q.k ? x->numel / q.k : 0, lunet__data(y));
     }
     lunet_tensor_release(xc);
-    prepared_free(&p);
+    lunet__qlayer_free(&q);
     return lunet__hand_over(out, y, s);
 }
 
@@ -237,76 +223,57 @@ lunet_status lunet_qconv2d(lunet_tensor **out, const lunet_tensor *x, lunet_qpar
                            const lunet_conv2d_params *params) {
     *out = NULL;
     char sx[LUNET__SHAPE_BUF];
-    LUNET_TRY(check_layer(l, 4, "qconv2d"));
+    LUNET_TRY(lunet_qparams_check(l->output, "qconv2d"));
     LUNET_TRY(lunet_qparams_check(xq, "qconv2d input"));
     LUNET_TRY(check_dtype(x, LUNET_DTYPE_U8, "qconv2d", "input"));
     if (x->ndim != 4)
         return lunet__fail(LUNET_ERR_SHAPE, "qconv2d: input must be (N, C, H, W), got %s", lunet__shape_str(sx, sizeof sx, x));
     if (params->groups != 1) return lunet__fail(LUNET_ERR_ARG, "qconv2d: groups must be 1, not %lld", (long long)params->groups);
+    lunet__qlayer q;
+    LUNET_TRY(lunet__qlayer_prepare(&q, l->weight, l->scale, l->bias, 4, true, xq, l->output.scale, "qconv2d"));
     lunet__conv_geometry g;
-    LUNET_TRY(lunet__conv_geometry_of(&g, x->shape, l->weight->shape, params));
-    int64_t shape[4] = {x->shape[0], g.o, g.oh, g.ow};
-    prepared p;
-    LUNET_TRY(prepare(&p, l, true, xq, l->output.scale, NULL));
-    size_t cols_bytes = lunet__qconv_cols_bytes(&g);
-    uint8_t *cols = lunet__alloc(cols_bytes);
+    lunet_status s = lunet__conv_geometry_of(&g, x->shape, l->weight->shape, params);
+    size_t cols_bytes = s == LUNET_OK ? lunet__qconv_cols_bytes(&g) : 0;
+    uint8_t *cols = cols_bytes ? lunet__alloc(cols_bytes) : NULL;
+    if (s == LUNET_OK && cols_bytes && !cols) s = lunet__nomem("qconv2d");
     lunet_tensor *xc = NULL, *y = NULL;
-    lunet_status s = cols || !cols_bytes ? LUNET_OK : lunet__nomem("qconv2d");
     if (s == LUNET_OK) s = lunet__contiguous_nograd(&xc, x);
-    if (s == LUNET_OK) s = lunet__tensor_new(&y, LUNET_DTYPE_U8, 4, shape, "qconv2d");
+    if (s == LUNET_OK) s = lunet__tensor_new(&y, LUNET_DTYPE_U8, 4, (int64_t[]){x->shape[0], g.o, g.oh, g.ow}, "qconv2d");
     if (s == LUNET_OK) {
-        lunet__epilogue e = static_epilogue(&p.q, l, true);
+        lunet__epilogue e = lunet__static_epilogue(&q, l->output, l->relu, true);
         int64_t in_img = g.c * g.h * g.w, out_img = g.o * g.oh * g.ow;
         for (int64_t n = 0; n < x->shape[0]; n++)
-            lunet__qconv2d_image(&g, &p.q, &e, (const uint8_t *)lunet__data(xc) + n * in_img, xq.zero_point,
+            lunet__qconv2d_image(&g, &q, &e, (const uint8_t *)lunet__data(xc) + n * in_img, xq.zero_point,
                                  (uint8_t *)lunet__data(y) + n * out_img, cols);
     }
     lunet__free(cols, cols_bytes);
     lunet_tensor_release(xc);
-    prepared_free(&p);
+    lunet__qlayer_free(&q);
     return lunet__hand_over(out, y, s);
 }
 
 lunet_status lunet_linear_dynamic(lunet_tensor **out, const lunet_tensor *x, const lunet_tensor *weight,
                                   const lunet_tensor *scale, const lunet_tensor *bias, bool relu) {
     *out = NULL;
-    char sx[LUNET__SHAPE_BUF], sw[LUNET__SHAPE_BUF], sb[LUNET__SHAPE_BUF];
-    lunet_qlayer_params l = {.weight = weight, .scale = scale, .output = {1.0f, 0}};
-    LUNET_TRY(check_layer(&l, 2, "linear_dynamic"));
     LUNET_TRY(check_dtype(x, LUNET_DTYPE_F32, "linear_dynamic", "input"));
-    int64_t o = weight->shape[0], in = weight->shape[1];
-    if (x->ndim < 1 || x->shape[x->ndim - 1] != in)
-        return lunet__fail(LUNET_ERR_SHAPE, "linear_dynamic: input %s does not end in in_features %lld of weight %s",
-                           lunet__shape_str(sx, sizeof sx, x), (long long)in, lunet__shape_str(sw, sizeof sw, weight));
-    if (bias && (bias->dtype != LUNET_DTYPE_F32 || bias->ndim != 1 || bias->shape[0] != o))
-        return lunet__fail(LUNET_ERR_SHAPE, "linear_dynamic: bias must be f32 with %lld entries, got %s %s", (long long)o,
-                           lunet_dtype_name(bias->dtype), lunet__shape_str(sb, sizeof sb, bias));
-    int64_t shape[LUNET_MAX_DIMS];
-    memcpy(shape, x->shape, sizeof shape);
-    shape[x->ndim - 1] = o;
-    int64_t rows = in ? x->numel / in : 0;
-    lunet_tensor *bc = NULL, *xc = NULL, *y = NULL, *xq = NULL, *rs = NULL, *rz = NULL;
-    lunet_status s = bias ? lunet__contiguous_nograd(&bc, bias) : LUNET_OK;
-    prepared p = {0};
-    if (s == LUNET_OK) s = prepare(&p, &l, false, (lunet_qparams){1.0f, 0}, 0, bc ? (const float *)lunet__data(bc) : NULL);
+    lunet__qlayer q;
+    LUNET_TRY(lunet__qlayer_prepare(&q, weight, scale, bias, 2, false, (lunet_qparams){1.0f, 0}, 0, "linear_dynamic"));
+    int64_t in = q.k, rows = in ? x->numel / in : 0;
+    lunet_tensor *xc = NULL, *y = NULL, *xq = NULL, *rs = NULL, *rz = NULL;
+    lunet_status s = linear_output(&y, x, in, q.channels, LUNET_DTYPE_F32, "linear_dynamic");
     if (s == LUNET_OK) s = lunet__contiguous_nograd(&xc, x);
-    if (s == LUNET_OK) s = lunet__tensor_new(&y, LUNET_DTYPE_F32, x->ndim, shape, "linear_dynamic");
     if (s == LUNET_OK) s = lunet__tensor_new(&xq, LUNET_DTYPE_U8, 1, (int64_t[]){rows * in}, "linear_dynamic");
     if (s == LUNET_OK) s = lunet__tensor_new(&rs, LUNET_DTYPE_F32, 1, &rows, "linear_dynamic");
     if (s == LUNET_OK) s = lunet__tensor_new(&rz, LUNET_DTYPE_I32, 1, &rows, "linear_dynamic");
     if (s == LUNET_OK) {
         lunet__quantize_rows_dynamic((uint8_t *)lunet__data(xq), (float *)lunet__data(rs), (int32_t *)lunet__data(rz),
                                      (const float *)lunet__data(xc), rows, in);
-        lunet__epilogue e = {.multiplier = p.q.multiplier, .fbias = p.q.fbias, .wsum = p.q.wsum,
-                             .row_scale = (const float *)lunet__data(rs), .row_zero_point = (const int32_t *)lunet__data(rz),
-                             .float_out = true, .relu = relu};
-        lunet__qlinear_rows(&p.q, &e, (const uint8_t *)lunet__data(xq), rows, lunet__data(y));
+        lunet__epilogue e = lunet__dynamic_epilogue(&q, (const float *)lunet__data(rs),
+                                                    (const int32_t *)lunet__data(rz), relu);
+        lunet__qlinear_rows(&q, &e, (const uint8_t *)lunet__data(xq), rows, lunet__data(y));
     }
-    prepared_free(&p);
-    lunet_tensor_release(bc);
-    lunet_tensor_release(xc);
-    lunet_tensor_release(xq);
-    lunet_tensor_release(rs);
-    lunet_tensor_release(rz);
+    lunet__qlayer_free(&q);
+    lunet_tensor *all[4] = {xc, xq, rs, rz};
+    for (int i = 0; i < 4; i++) lunet_tensor_release(all[i]);
     return lunet__hand_over(out, y, s);
 }

@@ -20,19 +20,11 @@ enum { TILE_ROWS = 4, TILE_PANELS = 2, TILE_COLS = 8 * TILE_PANELS };
 /* Wrapping int32 addition (the kernels' vpaddd does the same). */
 static inline int32_t add_wrap(int32_t a, int32_t b) { return (int32_t)((uint32_t)a + (uint32_t)b); }
 
-/* Rounds v (|v| < 2^22) to the nearest integer, ties to even, in the default rounding mode:
- * adding and removing 1.5 * 2^23 leaves no fraction bits.  Plain float arithmetic, so the
- * compiler vectorizes it and every build gives the same bits. */
-static inline float round_half_even(float v) {
-    const float magic = 12582912.0f;
-    return (v + magic) - magic;
-}
-
 static inline uint8_t requantize(int32_t sum, float multiplier, float lo, float hi, int32_t zero_point) {
     float v = (float)sum * multiplier;
     v = v < lo ? lo : v;
     v = v > hi ? hi : v;
-    return (uint8_t)((int32_t)round_half_even(v) + zero_point);
+    return (uint8_t)((int32_t)lunet__round_half_even(v) + zero_point);
 }
 
 LUNET_VECTORIZED
@@ -44,16 +36,6 @@ void lunet__epilogue_run(const lunet__epilogue *e, const int32_t *acc, int64_t n
             int64_t ch = col + j;
             int32_t offset = (int32_t)(0u - (uint32_t)rz * (uint32_t)e->wsum[ch]);
             float v = (float)add_wrap(acc[j], offset) * (rs * e->multiplier[ch]);
-            if (e->fbias) v += e->fbias[ch];
-            y[j] = e->relu && v < 0 ? 0 : v;
-        }
-        return;
-    }
-    if (e->float_out) {
-        float *y = out;
-        for (int64_t j = 0; j < n; j++) {
-            int64_t ch = e->channel_is_row ? row : col + j;
-            float v = (float)add_wrap(acc[j], e->offset[ch]) * e->multiplier[ch];
             if (e->fbias) v += e->fbias[ch];
             y[j] = e->relu && v < 0 ? 0 : v;
         }
@@ -168,32 +150,7 @@ AVX2_INLINE void tile_avx2_body(const lunet__qgemm *g, int64_t i0, const int R, 
         for (int p = 0; p < P; p++) acc[r][p] = _mm256_setzero_si256();
     const uint8_t *b0 = g->b + p0 * quads * 32, *b1 = b0 + quads * 32;
     const uint8_t *a = g->a + i0 * lda;
-    if (R == 4 && P == 2) { /* the full tile: named accumulators keep GCC from spilling */
-        const __m256i ones = _mm256_set1_epi16(1);
-        __m256i c00 = acc[0][0], c01 = acc[0][1], c10 = acc[1][0], c11 = acc[1][1];
-        __m256i c20 = acc[2][0], c21 = acc[2][1], c30 = acc[3][0], c31 = acc[3][1];
-#define QUAD_STEP(c0, c1, r)                                                                                   \
-    do {                                                                                                       \
-        int32_t word;                                                                                          \
-        memcpy(&word, a + (r) * lda + 4 * q, 4);                                                              \
-        __m256i av = _mm256_set1_epi32(word);                                                                 \
-        __m256i s0 = a_unsigned ? _mm256_maddubs_epi16(av, v0) : _mm256_maddubs_epi16(v0, av);               \
-        __m256i s1 = a_unsigned ? _mm256_maddubs_epi16(av, v1) : _mm256_maddubs_epi16(v1, av);               \
-        c0 = _mm256_add_epi32(c0, _mm256_madd_epi16(s0, ones));                                               \
-        c1 = _mm256_add_epi32(c1, _mm256_madd_epi16(s1, ones));                                               \
-    } while (0)
-        for (int64_t q = 0; q < full; q++) {
-            __m256i v0 = _mm256_loadu_si256((const __m256i *)(b0 + q * 32));
-            __m256i v1 = _mm256_loadu_si256((const __m256i *)(b1 + q * 32));
-            QUAD_STEP(c00, c01, 0);
-            QUAD_STEP(c10, c11, 1);
-            QUAD_STEP(c20, c21, 2);
-            QUAD_STEP(c30, c31, 3);
-        }
-#undef QUAD_STEP
-        acc[0][0] = c00, acc[0][1] = c01, acc[1][0] = c10, acc[1][1] = c11;
-        acc[2][0] = c20, acc[2][1] = c21, acc[3][0] = c30, acc[3][1] = c31;
-    } else for (int64_t q = 0; q < full; q++) {
+    for (int64_t q = 0; q < full; q++) {
         __m256i bv[TILE_PANELS];
         bv[0] = _mm256_loadu_si256((const __m256i *)(b0 + q * 32));
         if (P > 1) bv[1] = _mm256_loadu_si256((const __m256i *)(b1 + q * 32));
@@ -211,8 +168,8 @@ AVX2_INLINE void tile_avx2_body(const lunet__qgemm *g, int64_t i0, const int R, 
             accumulate(acc, r, _mm256_set1_epi32((int32_t)quad_of(a + r * lda, full, g->k)), bv, P, a_unsigned);
     }
     const lunet__epilogue *e = g->epilogue;
-    bool to_u8 = !e->float_out && !e->row_scale;
-    size_t elem = to_u8 ? 1 : sizeof(float);
+    bool to_u8 = !e->row_scale;
+    size_t elem = lunet__epilogue_elem(e);
     for (int r = 0; r < R; r++)
         for (int p = 0; p < P; p++) {
             int64_t row = i0 + r, col = 8 * (p0 + p);
@@ -245,12 +202,7 @@ __attribute__((target("avx2"))) static void tile_avx2(const lunet__qgemm *g, int
 
 /* ---- choosing and running ------------------------------------------------------------------------------ */
 
-static lunet__qkernel forced = LUNET__QKERNEL_AUTO;
-
-void lunet__qkernel_force(lunet__qkernel kernel) { forced = kernel; }
-
 lunet__qkernel lunet__qkernel_for(bool weights_pair_safe) {
-    if (forced != LUNET__QKERNEL_AUTO) return forced;
 #ifdef HAVE_AVX2_KERNEL
     if (weights_pair_safe && __builtin_cpu_supports("avx2")) return LUNET__QKERNEL_AVX2;
 #endif
@@ -259,7 +211,7 @@ lunet__qkernel lunet__qkernel_for(bool weights_pair_safe) {
 
 void lunet__qgemm_rows(const lunet__qgemm *g, int64_t first, int64_t last) {
     const lunet__epilogue *e = g->epilogue;
-    size_t elem = e->float_out || e->row_scale ? sizeof(float) : 1;
+    size_t elem = lunet__epilogue_elem(e);
     int64_t panels = lunet__qpanels(g->n);
     int32_t acc[TILE_ROWS][TILE_COLS];
     for (int64_t i0 = first; i0 < last; i0 += TILE_ROWS) {

@@ -13,12 +13,6 @@
 
 /* ---- quantizing --------------------------------------------------------------------------------- */
 
-/* Ties to even in the default rounding mode, for |v| < 2^22 (see qgemm.c). */
-static inline float round_half_even(float v) {
-    const float magic = 12582912.0f;
-    return (v + magic) - magic;
-}
-
 LUNET_VECTORIZED
 void lunet__quantize_f32(uint8_t *q, const float *x, int64_t n, float scale, int32_t zero_point) {
     float lo = (float)(0 - zero_point), hi = (float)(255 - zero_point);
@@ -27,7 +21,7 @@ void lunet__quantize_f32(uint8_t *q, const float *x, int64_t n, float scale, int
         v = v < lo ? lo : v; /* NaN compares false twice and would stay: turn it into lo */
         v = v > hi ? hi : v;
         v = v == v ? v : lo;
-        q[i] = (uint8_t)((int32_t)round_half_even(v) + zero_point);
+        q[i] = (uint8_t)((int32_t)lunet__round_half_even(v) + zero_point);
     }
 }
 
@@ -47,7 +41,7 @@ void lunet__quantize_rows_dynamic(uint8_t *q, float *row_scale, int32_t *row_zer
         }
         float scale = (hi - lo) / 255.0f;
         if (!(scale > 0) || !isfinite(scale)) scale = 1; /* an all-zero row (or a non-finite one) */
-        float zp = round_half_even((0 - lo) / scale);
+        float zp = lunet__round_half_even((0 - lo) / scale);
         int32_t z = zp < 0 ? 0 : zp > 255 ? 255 : (int32_t)zp;
         row_scale[r] = scale;
         row_zero_point[r] = z;
@@ -257,7 +251,7 @@ void lunet__max_pool2d_u8(const lunet__pool_geometry *g, uint8_t *y, const uint8
 
 void lunet__qlinear_reference(const lunet__epilogue *e, const uint8_t *x, const int8_t *w, int64_t rows,
                               int64_t channels, int64_t k, void *y) {
-    size_t elem = e->float_out || e->row_scale ? sizeof(float) : 1;
+    size_t elem = lunet__epilogue_elem(e);
     for (int64_t r = 0; r < rows; r++)
         for (int64_t o = 0; o < channels; o++) {
             int64_t sum = 0;
@@ -269,7 +263,7 @@ void lunet__qlinear_reference(const lunet__epilogue *e, const uint8_t *x, const 
 
 void lunet__qconv2d_reference(const lunet__conv_geometry *g, const lunet__epilogue *e, const uint8_t *x_img,
                               int32_t x_zero_point, const int8_t *w, void *y_img) {
-    size_t elem = e->float_out ? sizeof(float) : 1;
+    size_t elem = lunet__epilogue_elem(e);
     for (int64_t o = 0; o < g->o; o++)
         for (int64_t oy = 0; oy < g->oh; oy++)
             for (int64_t ox = 0; ox < g->ow; ox++) {

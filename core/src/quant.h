@@ -21,6 +21,14 @@
 
 #include "internal.h"
 
+/* Rounds v (|v| < 2^22) to the nearest integer, ties to even, in the default rounding mode:
+ * adding and removing 1.5 * 2^23 leaves no fraction bits.  Plain float arithmetic, so the
+ * compiler vectorizes it and every build and kernel gives the same bits. */
+static inline float lunet__round_half_even(float v) {
+    const float magic = 12582912.0f;
+    return (v + magic) - magic;
+}
+
 /* u8 = clamp(round_half_even(x / scale) + zero_point, 0, 255), ONNX QuantizeLinear's rule
  * (the clamp is applied before rounding, as ONNX Runtime does; the bounds are integers, so
  * the result is the same). */
@@ -28,24 +36,31 @@ void lunet__quantize_f32(uint8_t *q, const float *x, int64_t n, float scale, int
 /* x = (q - zero_point) * scale, ONNX DequantizeLinear's rule. */
 void lunet__dequantize_f32(float *x, const uint8_t *q, int64_t n, float scale, int32_t zero_point);
 
-/* What happens to each int32 sum acc of a product (channel = the sum's row or column):
- *   u8 output:  clamp(round_half_even(float(acc + offset[ch]) * multiplier[ch]) + zero_point, low, 255)
- *   f32 output: float(acc + offset[ch]) * multiplier[ch] + fbias[ch], then max(0, .) with relu.
- * offset holds the int32 bias minus the input's zero point times the channel's weight sum,
- * so acc itself is the raw sum of q_x q_w.  int32 additions wrap, in every kernel alike.
- * A dynamic layer quantizes each input row with its own scale and zero point, so there
- * offset = -row_zero_point[r] * wsum[ch] and multiplier = row_scale[r] * multiplier[ch]. */
+/* What happens to each int32 sum acc of a product.  acc is the raw sum of q_x q_w; int32
+ * additions wrap, in every kernel alike.
+ *   static layers, u8 output (channel = the sum's row or column):
+ *     clamp(round_half_even(float(acc + offset[ch]) * multiplier[ch]) + zero_point, low, 255)
+ *     where offset holds the int32 bias minus the input's zero point times the channel's
+ *     weight sum;
+ *   dynamic layers, f32 output (row_scale set; channel = column): each input row r has its own
+ *     scale and zero point, so
+ *     float(acc - row_zero_point[r] * wsum[ch]) * (row_scale[r] * multiplier[ch]) + fbias[ch],
+ *     then max(0, .) with relu. */
 typedef struct lunet__epilogue {
-    const int32_t *offset;
     const float *multiplier;
-    const float *fbias;       /* f32 output only; may be NULL */
-    const int32_t *wsum;      /* dynamic: each channel's weight sum */
-    const float *row_scale;   /* dynamic: each row's input scale (NULL for static layers) */
-    const int32_t *row_zero_point;
-    int32_t zero_point, low;  /* u8 output: low is zero_point for a fused ReLU, else 0 */
-    bool float_out, relu;     /* relu: f32 output only (u8 output clamps at low) */
+    /* static */
+    const int32_t *offset;
+    int32_t zero_point, low;  /* low is zero_point for a fused ReLU, else 0 */
     bool channel_is_row;
+    /* dynamic */
+    const float *row_scale;   /* NULL for static layers */
+    const int32_t *row_zero_point, *wsum;
+    const float *fbias;       /* may be NULL */
+    bool relu;
 } lunet__epilogue;
+
+/* Bytes per output: f32 for dynamic layers, u8 for static ones. */
+static inline size_t lunet__epilogue_elem(const lunet__epilogue *e) { return e->row_scale ? sizeof(float) : 1; }
 
 /* Applies e to n sums acc (row `row`, columns col..col+n-1), writing n outputs at out. */
 void lunet__epilogue_run(const lunet__epilogue *e, const int32_t *acc, int64_t n, int64_t row, int64_t col, void *out);
@@ -67,7 +82,6 @@ bool lunet__qweights_pair_safe(const int8_t *w, int64_t n, int64_t k, int64_t ld
 /* ---- the product ------------------------------------------------------------------------------ */
 
 typedef enum lunet__qkernel {
-    LUNET__QKERNEL_AUTO,     /* AVX2 when the CPU has it and the weights are pair-safe, else C */
     LUNET__QKERNEL_C,        /* plain C on the packed data */
     LUNET__QKERNEL_AVX2,     /* vpmaddubsw; exact only for pair-safe weights (tests force it) */
 } lunet__qkernel;
@@ -84,10 +98,9 @@ typedef struct lunet__qgemm {
     lunet__qkernel kernel;    /* LUNET__QKERNEL_C or _AVX2: resolved by lunet__qkernel_for */
 } lunet__qgemm;
 
-/* The kernel a product with these weights runs (weights_pair_safe from the check above). */
+/* The kernel a product with these weights runs: AVX2 when the CPU has it and the weights are
+ * pair-safe (the check above), else C.  Tests set a layer's kernel themselves. */
 lunet__qkernel lunet__qkernel_for(bool weights_pair_safe);
-/* Tests only: makes LUNET__QKERNEL_AUTO resolve to `kernel` (AUTO restores the default). */
-void lunet__qkernel_force(lunet__qkernel kernel);
 /* Runs rows [first, last) of the product. */
 void lunet__qgemm_rows(const lunet__qgemm *g, int64_t first, int64_t last);
 
@@ -115,6 +128,26 @@ lunet_status lunet__qlayer_init(lunet__qlayer *q, const int8_t *w, int64_t chann
                                 const int32_t *bias_q, const float *fbias, const float *w_scale, float x_scale,
                                 int32_t x_zero_point, float y_scale);
 void lunet__qlayer_free(lunet__qlayer *q);
+/* The same from tensors, checked first (messages start with op): weight i8 (O, ...) with
+ * weight_ndim dims, scale f32 (O) finite and positive, bias (O) or NULL, i32 for a static
+ * layer (y_scale > 0) and f32 for a dynamic one. */
+lunet_status lunet__qlayer_prepare(lunet__qlayer *q, const lunet_tensor *weight, const lunet_tensor *scale,
+                                   const lunet_tensor *bias, int weight_ndim, bool conv, lunet_qparams x, float y_scale,
+                                   const char *op);
+
+/* The epilogue of static layer q: u8 output with parameters y, ReLU fused or not. */
+static inline lunet__epilogue lunet__static_epilogue(const lunet__qlayer *q, lunet_qparams y, bool relu,
+                                                     bool channel_is_row) {
+    return (lunet__epilogue){.multiplier = q->multiplier, .offset = q->offset, .zero_point = y.zero_point,
+                             .low = relu ? y.zero_point : 0, .channel_is_row = channel_is_row};
+}
+
+/* The epilogue of dynamic layer q for input rows quantized with row_scale and row_zero_point. */
+static inline lunet__epilogue lunet__dynamic_epilogue(const lunet__qlayer *q, const float *row_scale,
+                                                      const int32_t *row_zero_point, bool relu) {
+    return (lunet__epilogue){.multiplier = q->multiplier, .row_scale = row_scale, .row_zero_point = row_zero_point,
+                             .wsum = q->wsum, .fbias = q->fbias, .relu = relu};
+}
 
 /* y (rows x channels) from u8 x (rows x k); e describes the output (from q, plus the rows'
  * scales for a dynamic layer).  Runs on one thread. */

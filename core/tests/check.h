@@ -122,4 +122,29 @@ static inline double max_abs_diff(const lunet_tensor *a, const lunet_tensor *b) 
     return worst;
 }
 
+/* A model graph against the same network run op by op (by_ops(x, ctx)): on random inputs of
+ * the graph's sample shape in dtype, at batch 1, 7 and past one slice of the graph's buffers,
+ * on 1 and 2 threads, the two must give the same bits. */
+typedef lunet_tensor *(*check_ops_fn)(const lunet_tensor *x, const void *ctx);
+
+static inline void check_graph_equals_ops(lunet_model *m, lunet_dtype dtype, check_ops_fn by_ops, const void *ctx) {
+    int ndim;
+    const int64_t *sample = lunet_model_input_shape(m, &ndim);
+    const int64_t batches[3] = {1, 7, LUNET_MODEL_MAX_BATCH + 45};
+    for (int threads = 1; threads <= 2; threads++) {
+        lunet_set_num_threads(threads);
+        for (int b = 0; b < 3; b++) {
+            int64_t xs[LUNET_MAX_DIMS] = {batches[b]};
+            memcpy(xs + 1, sample, (size_t)ndim * sizeof *sample);
+            lunet_tensor *x = randn(dtype, ndim + 1, xs), *y = NULL, *ref = by_ops(x, ctx);
+            CHECK_OK(lunet_model_forward(&y, m, x));
+            CHECK(y && max_abs_diff(y, ref) == 0);
+            lunet_tensor_release(y);
+            lunet_tensor_release(ref);
+            lunet_tensor_release(x);
+        }
+    }
+    lunet_set_num_threads(1);
+}
+
 #endif /* LUNET_CHECK_H */

@@ -59,12 +59,16 @@ static void random_epilogue_data(epilogue_data *d, int64_t channels) {
     }
 }
 
-/* Runs a Linear product of every kind of output through `kernel` and the reference. */
+/* The kinds of output a Linear product has. */
+enum { OUT_U8, OUT_U8_RELU, OUT_F32_RELU, OUT_F32, OUTPUT_KINDS };
+
+/* Runs a Linear product with that kind of output (u8 for static layers, f32 for dynamic ones)
+ * through `kernel` and the reference. */
 static bool linear_matches(lunet__qkernel kernel, const uint8_t *x, const int8_t *w, int64_t rows, int64_t channels,
                            int64_t k, const epilogue_data *d, int output) {
     lunet__qlayer q;
-    bool dynamic = output == 3;
-    float x_scale = 0.02f, y_scale = output == 1 ? 0.05f : 0.5f;
+    bool dynamic = output == OUT_F32_RELU || output == OUT_F32;
+    float x_scale = 0.02f, y_scale = output == OUT_U8_RELU ? 0.05f : 0.5f;
     int32_t x_zp = 17;
     if (lunet__qlayer_init(&q, w, channels, k, false, dynamic ? NULL : d->bias, dynamic ? d->fbias : NULL, d->w_scale,
                            x_scale, x_zp, dynamic ? 0 : y_scale) != LUNET_OK)
@@ -73,13 +77,9 @@ static bool linear_matches(lunet__qkernel kernel, const uint8_t *x, const int8_t
     float row_scale[64];
     int32_t row_zp[64];
     for (int64_t r = 0; r < rows; r++) row_scale[r] = 0.01f * (float)(r + 1), row_zp[r] = (int32_t)(r * 7 % 256);
-    lunet__epilogue e = {.offset = q.offset, .multiplier = q.multiplier, .zero_point = 100,
-                         .low = output == 1 ? 100 : 0, .channel_is_row = false};
-    if (output == 2) e.float_out = true, e.fbias = d->fbias, e.relu = true;
-    if (dynamic)
-        e = (lunet__epilogue){.multiplier = q.multiplier, .fbias = q.fbias, .wsum = q.wsum, .row_scale = row_scale,
-                              .row_zero_point = row_zp, .float_out = true};
-    size_t elem = output >= 2 ? 4 : 1, bytes = (size_t)(rows * channels) * elem;
+    lunet__epilogue e = dynamic ? lunet__dynamic_epilogue(&q, row_scale, row_zp, output == OUT_F32_RELU)
+                                : lunet__static_epilogue(&q, (lunet_qparams){y_scale, 100}, output == OUT_U8_RELU, false);
+    size_t bytes = (size_t)(rows * channels) * lunet__epilogue_elem(&e);
     char *fast = malloc(bytes + 1), *slow = malloc(bytes + 1);
     memset(fast, 0xAB, bytes + 1);
     memset(slow, 0xAB, bytes + 1);
@@ -105,15 +105,16 @@ static void test_linear_random_shapes(void) {
         lunet__qkernel kernels[2];
         int nk = kernels_for(kernels, w, channels, k, false);
         for (int i = 0; i < nk; i++)
-            for (int output = 0; output < 4; output++) CHECK(linear_matches(kernels[i], x, w, rows, channels, k, &d, output));
+            for (int output = 0; output < OUTPUT_KINDS; output++)
+                CHECK(linear_matches(kernels[i], x, w, rows, channels, k, &d, output));
         free(x);
         free(w);
     }
 }
 
 /* The extremes: 7-bit weights at their limits meet inputs of 255 on every kernel; 8-bit ones
- * make AUTO choose the C kernel, which must also match, while AVX2 forced onto them must
- * not (proof that these inputs do reach the saturation the choice avoids). */
+ * make the choice fall on the C kernel, which must also match, while AVX2 forced onto them
+ * must not (proof that these inputs do reach the saturation the choice avoids). */
 static void test_linear_extremes(void) {
     epilogue_data d;
     const int64_t rows = 5, channels = 19, k = 258;
@@ -128,31 +129,30 @@ static void test_linear_extremes(void) {
             CHECK(lunet__qweights_pair_safe(w, channels, k, k));
             lunet__qkernel kernels[2];
             int nk = kernels_for(kernels, w, channels, k, false);
-            for (int i = 0; i < nk; i++) CHECK(linear_matches(kernels[i], x, w, rows, channels, k, &d, 0));
-            for (int i = 0; i < nk; i++) CHECK(linear_matches(kernels[i], x, w, rows, channels, k, &d, 2));
+            for (int i = 0; i < nk; i++) CHECK(linear_matches(kernels[i], x, w, rows, channels, k, &d, OUT_U8));
+            for (int i = 0; i < nk; i++) CHECK(linear_matches(kernels[i], x, w, rows, channels, k, &d, OUT_F32_RELU));
             fill_s8(w, channels * k, 127, s8_fills[f]);
             CHECK(!lunet__qweights_pair_safe(w, channels, k, k));
             CHECK(lunet__qkernel_for(false) == LUNET__QKERNEL_C);
-            CHECK(linear_matches(LUNET__QKERNEL_C, x, w, rows, channels, k, &d, 2));
+            CHECK(linear_matches(LUNET__QKERNEL_C, x, w, rows, channels, k, &d, OUT_F32_RELU));
         }
     if (have_avx2()) { /* all 255 times all 127: every pair sum is 64770, past int16 */
         fill_u8(x, rows * k, FILL_MAX);
         fill_s8(w, channels * k, 127, FILL_MAX);
-        CHECK(!linear_matches(LUNET__QKERNEL_AVX2, x, w, rows, channels, k, &d, 2));
+        CHECK(!linear_matches(LUNET__QKERNEL_AVX2, x, w, rows, channels, k, &d, OUT_F32_RELU));
     }
 }
 
 /* A convolution's fast path (unfold into packed columns, product, epilogue) against its
  * definition. */
 static bool conv_matches(lunet__qkernel kernel, const lunet__conv_geometry *g, const uint8_t *x, const int8_t *w,
-                         const epilogue_data *d, int32_t x_zp, bool relu, bool float_out) {
+                         const epilogue_data *d, int32_t x_zp, bool relu) {
     lunet__qlayer q;
     if (lunet__qlayer_init(&q, w, g->o, g->col_rows, true, d->bias, NULL, d->w_scale, 0.03f, x_zp, 0.7f) != LUNET_OK)
         return false;
     q.kernel = kernel;
-    lunet__epilogue e = {.offset = q.offset, .multiplier = q.multiplier, .zero_point = 60, .low = relu ? 60 : 0,
-                         .channel_is_row = true, .float_out = float_out, .fbias = float_out ? d->fbias : NULL};
-    size_t elem = float_out ? 4 : 1, bytes = (size_t)(g->o * g->oh * g->ow) * elem;
+    lunet__epilogue e = lunet__static_epilogue(&q, (lunet_qparams){0.7f, 60}, relu, true);
+    size_t bytes = (size_t)(g->o * g->oh * g->ow);
     char *fast = malloc(bytes), *slow = malloc(bytes);
     uint8_t *cols = lunet__alloc(lunet__qconv_cols_bytes(g));
     lunet__qconv2d_image(g, &q, &e, x, x_zp, fast, cols);
@@ -184,8 +184,8 @@ static void test_conv_random_shapes(void) {
         lunet__qkernel kernels[2];
         int nk = kernels_for(kernels, w, o, c * kh * kw, false);
         for (int i = 0; i < nk; i++) {
-            CHECK(conv_matches(kernels[i], &g, x, w, &d, (int32_t)pick(0, 255), trial % 3 == 0, false));
-            CHECK(conv_matches(kernels[i], &g, x, w, &d, 0, false, true));
+            CHECK(conv_matches(kernels[i], &g, x, w, &d, (int32_t)pick(0, 255), trial % 3 == 0));
+            CHECK(conv_matches(kernels[i], &g, x, w, &d, 0, trial % 3 != 0));
         }
         free(x);
         free(w);
@@ -325,7 +325,8 @@ static const lunet_conv2d_params qcnn_conv = {.stride = {1, 1}, .padding = {1, 1
 static const lunet_pool2d_params qcnn_pool = {.kernel = {2, 2}, .stride = {2, 2}, .dilation = {1, 1}};
 
 /* The same network through the tensor ops, one layer at a time. */
-static lunet_tensor *qcnn_by_ops(const lunet_tensor *x, const qcnn *c) {
+static lunet_tensor *qcnn_by_ops(const lunet_tensor *x, const void *ctx) {
+    const qcnn *c = ctx;
     lunet_tensor *q = NULL, *h1 = NULL, *p = NULL, *f = NULL, *h2 = NULL, *h3 = NULL, *y = NULL;
     lunet_qlayer_params l1 = {c->w1, c->s1, c->b1, c->a1, true}, l2 = {c->w2, c->s2, c->b2, c->a2, true},
                         l3 = {c->w3, c->s3, c->b3, c->a3, false};
@@ -365,20 +366,7 @@ static void test_graph_equals_ops(void) {
     lunet_model *m = qcnn_graph(&c);
     CHECK(lunet_model_layer_count(m) == 7);
     CHECK(lunet_model_layer_kind(m, 1) == LUNET_LAYER_QCONV2D && lunet_model_layer_activation(m, 1) == LUNET_LAYER_RELU);
-    const int64_t batches[3] = {1, 7, LUNET_MODEL_MAX_BATCH + 45};
-    for (int threads = 1; threads <= 2; threads++) {
-        lunet_set_num_threads(threads);
-        for (int b = 0; b < 3; b++) {
-            int64_t xs[4] = {batches[b], 2, 8, 8};
-            lunet_tensor *x = randn(LUNET_DTYPE_F32, 4, xs), *y = NULL, *ref = qcnn_by_ops(x, &c);
-            CHECK_OK(lunet_model_forward(&y, m, x));
-            CHECK(y && max_abs_diff(y, ref) == 0);
-            lunet_tensor_release(y);
-            lunet_tensor_release(ref);
-            lunet_tensor_release(x);
-        }
-    }
-    lunet_set_num_threads(1);
+    check_graph_equals_ops(m, LUNET_DTYPE_F32, qcnn_by_ops, &c);
     lunet_model_free(m);
     qcnn_free(&c);
 }

@@ -69,24 +69,19 @@ adders[nn.Dequantize] = function(g, m, state)
   g:add_dequantize()
   state.qparams = nil
 end
-local function add_relu(g, m)
-  if m.relu then g:add_activation("relu") end
-end
 adders[nn.QuantizedLinear] = function(g, m, state)
   expect_input(state, m, "input_")
   g:add_qlinear(m:layer())
-  add_relu(g, m)
   state.qparams = { qparams.get(m, "output_") }
 end
 adders[nn.QuantizedConv2d] = function(g, m, state)
   expect_input(state, m, "input_")
   g:add_qconv2d(m:layer(), m:conv_options())
-  add_relu(g, m)
   state.qparams = { qparams.get(m, "output_") }
 end
 adders[nn.DynamicQuantizedLinear] = function(g, m)
   g:add_linear_dynamic(m.weight, m.weight_scale, m.bias)
-  add_relu(g, m)
+  if m.relu then g:add_activation("relu") end
 end
 
 local function add_batch_norm(g, m)
