@@ -170,6 +170,72 @@ describe("onnx.export", function()
   end)
 end)
 
+-- int8 models (lunet.quantize, 7-bit weights by default) against ONNX Runtime's QLinearConv,
+-- QLinearMatMul, QuantizeLinear and DequantizeLinear: the integer arithmetic is exact on both
+-- sides and the requantization is the spec's (float multiplier x_scale * w_scale / y_scale,
+-- rounding half to even), so the outputs must be equal bit for bit.  (8-bit weights are not
+-- held to this: ONNX Runtime's AVX2 u8 x s8 kernel adds products in pairs with vpmaddubsw,
+-- which saturates at 32767 when weights reach +-127, while lunet's int8 products are exact.)
+describe("onnx.export of int8 models", function()
+  local train_set = lunet.data.fashion_mnist()
+
+  local function quantized(build, seed)
+    lunet.manual_seed(seed)
+    local model = build()
+    model:fit(train_set:subset(1, 2000), { epochs = 1, batch_size = 64, verbose = 0 })
+    return lunet.quantize(model:eval(), { calibration = train_set:subset(1, 256) })
+  end
+
+  local function assert_equals_runtime(name, q)
+    local file = path_of(name .. ".onnx")
+    lunet.onnx.export(q, file, { input_shape = { 1, 1, 28, 28 } })
+    local got = onnx_runtime(file, test_images)
+    local expected = q:predict(test_images)
+    assert.are.same(expected:shape(), got:shape())
+    assert.are.equal(0, max_difference(expected, got), name .. ": ONNX Runtime's int8 outputs differ from lunet's")
+    return python(CHECKER, file)
+  end
+
+  it("equals ONNX Runtime bit for bit on 100 Fashion-MNIST images (MLP: Linear with bias as a 1x1 QLinearConv)",
+    function()
+      local output = assert_equals_runtime("mlp_int8", quantized(mlp, 11))
+      assert.truthy(output:find("checked 7 13 Flatten QuantizeLinear Reshape QLinearConv Reshape Reshape QLinearConv "
+        .. "Reshape DequantizeLinear", 1, true), output)
+    end)
+
+  it("equals ONNX Runtime bit for bit on 100 Fashion-MNIST images (CNN: u8 max pooling between QLinearConvs)",
+    function()
+      local output = assert_equals_runtime("cnn_int8", quantized(cnn, 12))
+      assert.truthy(output:find("QuantizeLinear QLinearConv MaxPool QLinearConv MaxPool Flatten Reshape QLinearConv",
+        1, true), output)
+    end)
+
+  it("equals ONNX Runtime with padding, folded BatchNorm, QLinearMatMul, and a fused ReLU above zero point 0",
+    function()
+      local q = quantized(function()
+        return nn.Sequential(nn.Conv2d(1, 8, 3, { padding = 1, bias = false }), nn.BatchNorm2d(8), nn.ReLU(),
+          nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8 * 14 * 14, 32, { bias = false }), nn.ReLU(),
+          nn.Linear(32, 10, { bias = false }))
+      end, 13)
+      -- Moves the first layer's output zero point to 9, so its fused ReLU clamps above the u8
+      -- floor and the export needs a Clip; the next layers read the same parameters.
+      local scale = q[2].output_scale:item()
+      q[2].output_zero_point:fill(9)
+      q[5].input_zero_point:fill(9)
+      assert.are.equal(scale, q[5].input_scale:item())
+      local output = assert_equals_runtime("padded_int8", q)
+      assert.truthy(output:find("QuantizeLinear QLinearConv Clip MaxPool Flatten QLinearMatMul QLinearMatMul "
+        .. "DequantizeLinear", 1, true), output)
+    end)
+
+  it("refuses a dynamic int8 model, saying why", function()
+    local d = lunet.quantize(mlp(), { mode = "dynamic" })
+    h.assert_error_contains(function()
+      lunet.onnx.export(d, path_of("dynamic.onnx"), { input_shape = { 1, 1, 28, 28 } })
+    end, "dynamic.onnx", "layer 2 (DynamicQuantizedLinear)", "one scale per tensor")
+  end)
+end)
+
 -- PyTorch builds the reference MLP (reading its input through a Reshape, as x.reshape(-1, 784)
 -- exports, with its initializers also listed as graph inputs) and CNN, exports them with
 -- torch.onnx.export, and writes its own outputs on the images lunet gives it.

@@ -10,6 +10,8 @@
 --   Flatten -> Flatten (start_dim 2, end_dim -1) or Reshape    Softmax, LogSoftmax -> same, axis = dim - 1
 --   BatchNorm1d/2d -> folded into the Conv2d/Linear before it, else BatchNormalization
 --   Identity -> Identity      Dropout -> nothing (inference)
+--   the int8 layers of lunet.quantize -> QuantizeLinear, QLinearConv, QLinearMatMul, DequantizeLinear
+--   (export_int8.lua)
 --
 -- Shapes come from running each layer once on zeros of input_shape (the exporter needs them
 -- for Reshape, MatMul and the output's declared shape), which also proves the model accepts it.
@@ -190,6 +192,8 @@ local function softmax(op_type)
   end
 end
 emit.Softmax, emit.LogSoftmax = softmax("Softmax"), softmax("LogSoftmax")
+
+for kind, emitter in pairs(require("lunet.onnx.export_int8")) do emit[kind] = emitter end
 
 -- Runs each layer on zeros of input_shape (in evaluation mode, without autograd, so that
 -- nothing in the model changes); returns the layers' input and output shapes.

@@ -35,6 +35,16 @@ function GraphWriter:add_tensor(base_name, t)
   return self:add_initializer(base_name, t:shape(), schema.DataType.FLOAT, tensor_bytes.encode(t, "f32"))
 end
 
+-- The ONNX element type of each lunet dtype an exported int8 model stores.
+local DATA_TYPES = { f32 = schema.DataType.FLOAT, u8 = schema.DataType.UINT8, i8 = schema.DataType.INT8,
+  i32 = schema.DataType.INT32 }
+
+--- Adds an initializer holding tensor t as dtype ("f32", "u8", "i8" or "i32"; a quantized
+-- layer's weights, scales, zero points and bias); returns its name.
+function GraphWriter:add_typed(base_name, t, dtype)
+  return self:add_initializer(base_name, t:shape(), DATA_TYPES[dtype], tensor_bytes.encode(t, dtype))
+end
+
 --- Adds an int64 initializer holding a list of integers (a Reshape's shape); returns its name.
 function GraphWriter:add_int64_list(base_name, values)
   return self:add_initializer(base_name, { #values }, schema.DataType.INT64,

@@ -20,7 +20,7 @@ schema.TensorShape = { dim = 1 }
 schema.Dimension = { dim_value = 1, dim_param = 2 }
 
 --- TensorProto.DataType values.
-schema.DataType = { FLOAT = 1, INT32 = 6, INT64 = 7, DOUBLE = 11 }
+schema.DataType = { FLOAT = 1, UINT8 = 2, INT8 = 3, INT32 = 6, INT64 = 7, DOUBLE = 11 }
 
 --- AttributeProto.AttributeType values.
 schema.AttributeType = { FLOAT = 1, INT = 2, STRING = 3, TENSOR = 4, GRAPH = 5, FLOATS = 6, INTS = 7 }

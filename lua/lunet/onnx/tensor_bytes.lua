@@ -10,7 +10,8 @@ local tensor_bytes = {}
 -- Values per string.pack/unpack call: large enough to be fast, small enough for Lua's stack.
 local BLOCK = 4096
 
-local FORMATS = { f32 = { "f", 4 }, f64 = { "d", 8 }, i64 = { "i8", 8 }, i32 = { "i4", 4 } }
+local FORMATS = { f32 = { "f", 4 }, f64 = { "d", 8 }, i64 = { "i8", 8 }, i32 = { "i4", 4 }, i8 = { "b", 1 },
+  u8 = { "B", 1 } }
 
 local function format_of(dtype)
   local f = FORMATS[dtype]
