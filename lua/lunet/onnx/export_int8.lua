@@ -37,7 +37,8 @@ end
 local function fused_relu(g, layer, y)
   local _, zero_point = qparams.get(layer.module, "output_")
   if not layer.module.relu or zero_point == 0 then return y end
-  local floor = g:add_initializer(layer.prefix .. "relu_floor", {}, schema.DataType.UINT8, string.pack("<B", zero_point))
+  local floor = g:add_initializer(layer.prefix .. "relu_floor", {}, schema.DataType.UINT8,
+    string.pack("<B", zero_point))
   return g:add_node("Clip", { y, floor }, layer.prefix .. "relu")
 end
 
