@@ -124,20 +124,45 @@ AVX2_INLINE void accumulate(__m256i acc[TILE_ROWS][TILE_PANELS], int r, __m256i 
     }
 }
 
-/* requantize() of eight sums in a register, for eight outputs: the same operations in the same
- * order (the clamps as max and min, which agree with the comparisons as no value is NaN). */
-AVX2_INLINE void requantize_store(const lunet__epilogue *e, __m256i acc, int64_t row, int64_t col, uint8_t *dst) {
-    __m256i offset = e->channel_is_row ? _mm256_set1_epi32(e->offset[row])
-                                       : _mm256_loadu_si256((const __m256i *)(e->offset + col));
-    __m256 m = e->channel_is_row ? _mm256_set1_ps(e->multiplier[row]) : _mm256_loadu_ps(e->multiplier + col);
-    const __m256 magic = _mm256_set1_ps(12582912.0f);
-    __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(acc, offset)), m);
-    v = _mm256_max_ps(v, _mm256_set1_ps((float)(e->low - e->zero_point)));
-    v = _mm256_min_ps(v, _mm256_set1_ps((float)(255 - e->zero_point)));
-    v = _mm256_sub_ps(_mm256_add_ps(v, magic), magic);
-    __m256i q = _mm256_add_epi32(_mm256_cvttps_epi32(v), _mm256_set1_epi32(e->zero_point));
-    __m128i words = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
-    _mm_storel_epi64((__m128i *)dst, _mm_packus_epi16(words, words));
+/* requantize() of eight sums of a register (channel offsets and multipliers in off and m), as
+ * eight int32 values before the zero point is added.  The clamps come first, as max and min
+ * (they agree with the comparisons, as no value is NaN); the clamped value lies within +-255,
+ * where vcvtps2dq in the default rounding mode rounds half to even exactly as
+ * lunet__round_half_even does. */
+AVX2_INLINE __m256i requantize8(__m256i acc, __m256i off, __m256 m, __m256 lo, __m256 hi) {
+    __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(acc, off)), m);
+    return _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(v, lo), hi));
+}
+
+/* Stores 8 * P requantized outputs (q[0] then q[1]) with the zero point added: each value is
+ * in [low - zp, 255 - zp], so the 16-bit sum lies in [0, 255] and the packs never saturate. */
+AVX2_INLINE void store_u8(const __m256i *q, const int P, __m256i zp16, uint8_t *dst) {
+    __m256i words = _mm256_add_epi16(_mm256_packs_epi32(q[0], P > 1 ? q[1] : q[0]), zp16);
+    __m256i bytes = _mm256_packus_epi16(words, words);
+    /* Per 128-bit lane the dwords are q0[0..3], q1[0..3] (low lane) and q0[4..7], q1[4..7]. */
+    __m256i ordered = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 0, 4, 1, 5));
+    if (P > 1) _mm_storeu_si128((__m128i *)dst, _mm256_castsi256_si128(ordered));
+    else _mm_storel_epi64((__m128i *)dst, _mm256_castsi256_si128(ordered));
+}
+
+/* The static epilogue of a whole tile whose columns all lie inside C. */
+AVX2_INLINE void requantize_tile(const lunet__qgemm *g, __m256i acc[TILE_ROWS][TILE_PANELS], int64_t i0, const int R,
+                                 int64_t p0, const int P) {
+    const lunet__epilogue *e = g->epilogue;
+    const __m256 lo = _mm256_set1_ps((float)(e->low - e->zero_point)), hi = _mm256_set1_ps((float)(255 - e->zero_point));
+    const __m256i zp16 = _mm256_set1_epi16((int16_t)e->zero_point);
+    for (int r = 0; r < R; r++) {
+        int64_t row = i0 + r;
+        __m256i q[TILE_PANELS];
+        for (int p = 0; p < P; p++) {
+            int64_t col = 8 * (p0 + p);
+            __m256i off = e->channel_is_row ? _mm256_set1_epi32(e->offset[row])
+                                            : _mm256_loadu_si256((const __m256i *)(e->offset + col));
+            __m256 m = e->channel_is_row ? _mm256_set1_ps(e->multiplier[row]) : _mm256_loadu_ps(e->multiplier + col);
+            q[p] = requantize8(acc[r][p], off, m, lo, hi);
+        }
+        store_u8(q, P, zp16, (uint8_t *)g->c + row * g->ldc + 8 * p0);
+    }
 }
 
 /* One tile in registers, then through the epilogue into C.  R, P and a_unsigned are constants
@@ -168,19 +193,18 @@ AVX2_INLINE void tile_avx2_body(const lunet__qgemm *g, int64_t i0, const int R, 
             accumulate(acc, r, _mm256_set1_epi32((int32_t)quad_of(a + r * lda, full, g->k)), bv, P, a_unsigned);
     }
     const lunet__epilogue *e = g->epilogue;
-    bool to_u8 = !e->row_scale;
+    if (!e->row_scale && 8 * (p0 + P) <= g->n) {
+        requantize_tile(g, acc, i0, R, p0, P);
+        return;
+    }
     size_t elem = lunet__epilogue_elem(e);
     for (int r = 0; r < R; r++)
         for (int p = 0; p < P; p++) {
             int64_t row = i0 + r, col = 8 * (p0 + p);
-            char *dst = (char *)g->c + (size_t)(row * g->ldc + col) * elem;
-            if (to_u8 && col + 8 <= g->n) {
-                requantize_store(e, acc[r][p], row, col, (uint8_t *)dst);
-            } else {
-                int32_t sums[8];
-                _mm256_storeu_si256((__m256i *)sums, acc[r][p]);
-                lunet__epilogue_run(e, sums, g->n - col < 8 ? g->n - col : 8, row, col, dst);
-            }
+            int32_t sums[8];
+            _mm256_storeu_si256((__m256i *)sums, acc[r][p]);
+            lunet__epilogue_run(e, sums, g->n - col < 8 ? g->n - col : 8, row, col,
+                                (char *)g->c + (size_t)(row * g->ldc + col) * elem);
         }
 }
 

@@ -113,19 +113,25 @@ void lunet__qlinear_rows(const lunet__qlayer *q, const lunet__epilogue *e, const
 
 /* ---- convolution --------------------------------------------------------------------------------------- */
 
-/* The scratch holds the unfolded image twice: row-major (k rows of the padded pixel count),
- * then packed. */
+/* The scratch holds the packed unfolded image, then four unfolded rows on their way into it. */
 size_t lunet__qconv_cols_bytes(const lunet__conv_geometry *g) {
-    return 2 * lunet__qpacked_bytes(g->col_rows, g->col_cols) + 16; /* + copy_row's slack */
+    return lunet__qpacked_bytes(g->col_rows, g->col_cols) + 32 * (size_t)lunet__qpanels(g->col_cols) +
+           16; /* + copy_row's slack */
 }
 
 /* Copies n bytes from src to dst.  Rows of a small image are shorter than a memcpy call is
- * worth, so a row of up to 16 bytes moves as one 16-byte load and store when the source has
- * 16 bytes before `end`; dst may be written up to 16 bytes on (the scratch has that slack, and
- * whatever lands past the row is overwritten by the rows after it). */
+ * worth: 16 to 32 bytes move as two overlapping 16-byte loads and stores; fewer as one when
+ * the source has 16 bytes before `end`, dst then being written up to 16 bytes on (the scratch
+ * has that slack, and whatever lands past the row is overwritten by what follows it). */
 static inline void copy_row(uint8_t *dst, const uint8_t *src, int64_t n, const uint8_t *end) {
 #ifdef __SSE2__
-    if (n <= 16 && end - src >= 16) {
+    if (n >= 16 && n <= 32) {
+        __m128i head = _mm_loadu_si128((const __m128i *)src), tail = _mm_loadu_si128((const __m128i *)(src + n - 16));
+        _mm_storeu_si128((__m128i *)dst, head);
+        _mm_storeu_si128((__m128i *)(dst + n - 16), tail);
+        return;
+    }
+    if (n < 16 && end - src >= 16) {
         _mm_storeu_si128((__m128i *)dst, _mm_loadu_si128((const __m128i *)src));
         return;
     }
@@ -135,70 +141,78 @@ static inline void copy_row(uint8_t *dst, const uint8_t *src, int64_t n, const u
     memcpy(dst, src, (size_t)n);
 }
 
-/* Unfolds one u8 image into rows: row k = (c, ky, kx) holds that tap for every output pixel,
- * pad where the tap falls outside the image; rows past col_rows and pixels past col_cols are
- * zero (the packed product reads them). */
-static void unfold_rows(const lunet__conv_geometry *g, const uint8_t *x, uint8_t pad, uint8_t *rows, int64_t k_rows,
+/* Unfolds rows [first, first + 4) of one u8 image into rows (4 x width): row kk = tap (c, ky,
+ * kx) holds that tap for every output pixel, pad where it falls outside the image; rows past
+ * col_rows and pixels past col_cols are zero (the packed product reads them).  The output
+ * rows whose taps all lie inside the image (the common case) go without per-row checks. */
+static void unfold_quad(const lunet__conv_geometry *g, const uint8_t *x, uint8_t pad, int64_t first, uint8_t *rows,
                         int64_t width) {
     const uint8_t *end = x + g->c * g->h * g->w;
-    for (int64_t kk = 0; kk < g->col_rows; kk++) {
-        int64_t c = kk / (g->kh * g->kw), ky = kk / g->kw % g->kh, kx = kk % g->kw;
+    int64_t c = first / (g->kh * g->kw), ky = first / g->kw % g->kh, kx = first % g->kw;
+    for (int64_t kk = first; kk < first + 4; kk++, rows += width) {
+        if (kk >= g->col_rows) {
+            memset(rows, 0, (size_t)width);
+            continue;
+        }
         const uint8_t *plane = x + c * g->h * g->w;
-        uint8_t *dst = rows + kk * width;
-        for (int64_t oy = 0; oy < g->oh; oy++, dst += g->ow) {
+        int64_t x0 = kx * g->dw - g->pw; /* input column of output column 0 */
+        bool plain = g->sw == 1 && x0 >= 0 && x0 + g->ow <= g->w;
+        for (int64_t oy = 0; oy < g->oh; oy++) {
+            uint8_t *dst = rows + oy * g->ow;
             int64_t iy = oy * g->sh - g->ph + ky * g->dh;
             if (iy < 0 || iy >= g->h) {
                 memset(dst, pad, (size_t)g->ow);
-                continue;
-            }
-            const uint8_t *src = plane + iy * g->w;
-            int64_t x0 = kx * g->dw - g->pw; /* input column of output column 0 */
-            if (g->sw == 1 && x0 >= 0 && x0 + g->ow <= g->w) { /* a plain copy */
-                copy_row(dst, src + x0, g->ow, end);
-                continue;
-            }
-            for (int64_t ox = 0; ox < g->ow; ox++) {
-                int64_t ix = ox * g->sw + x0;
-                dst[ox] = ix >= 0 && ix < g->w ? src[ix] : pad;
+            } else if (plain) {
+                copy_row(dst, plane + iy * g->w + x0, g->ow, end);
+            } else {
+                const uint8_t *src = plane + iy * g->w;
+                for (int64_t ox = 0; ox < g->ow; ox++) {
+                    int64_t ix = ox * g->sw + x0;
+                    dst[ox] = ix >= 0 && ix < g->w ? src[ix] : pad;
+                }
             }
         }
-        memset(rows + kk * width + g->col_cols, 0, (size_t)(width - g->col_cols));
+        memset(rows + g->col_cols, 0, (size_t)(width - g->col_cols));
+        if (++kx == g->kw) { /* the next tap without dividing */
+            kx = 0;
+            if (++ky == g->kh) ky = 0, c++;
+        }
     }
-    memset(rows + g->col_rows * width, 0, (size_t)((k_rows - g->col_rows) * width));
 }
 
-/* Packs rows (k_rows x width, both multiples of 4 and 8) into quad-by-panel order: for each
- * panel of 8 pixels and quad of 4 rows, pixel c's four bytes at 4c. */
-static void pack_rows(uint8_t *packed, const uint8_t *rows, int64_t k_rows, int64_t width) {
-    int64_t quads = k_rows / 4;
-    for (int64_t q = 0; q < quads; q++) {
-        const uint8_t *r = rows + 4 * q * width;
-        for (int64_t p = 0; p < width / 8; p++) {
-            uint8_t *dst = packed + (p * quads + q) * 32;
+/* Packs four unfolded rows (4 x width, width a multiple of 8) as quad q of every panel: for
+ * each panel of 8 pixels, pixel c's four bytes at 4c. */
+static void pack_quad(uint8_t *packed, const uint8_t *rows, int64_t q, int64_t quads, int64_t width) {
+    for (int64_t p = 0; p < width / 8; p++) {
+        uint8_t *dst = packed + (p * quads + q) * 32;
 #ifdef __SSE2__
-            __m128i r0 = _mm_loadl_epi64((const __m128i *)(r + 8 * p));
-            __m128i r1 = _mm_loadl_epi64((const __m128i *)(r + width + 8 * p));
-            __m128i r2 = _mm_loadl_epi64((const __m128i *)(r + 2 * width + 8 * p));
-            __m128i r3 = _mm_loadl_epi64((const __m128i *)(r + 3 * width + 8 * p));
-            __m128i r01 = _mm_unpacklo_epi8(r0, r1), r23 = _mm_unpacklo_epi8(r2, r3);
-            _mm_storeu_si128((__m128i *)dst, _mm_unpacklo_epi16(r01, r23));
-            _mm_storeu_si128((__m128i *)(dst + 16), _mm_unpackhi_epi16(r01, r23));
+        __m128i r0 = _mm_loadl_epi64((const __m128i *)(rows + 8 * p));
+        __m128i r1 = _mm_loadl_epi64((const __m128i *)(rows + width + 8 * p));
+        __m128i r2 = _mm_loadl_epi64((const __m128i *)(rows + 2 * width + 8 * p));
+        __m128i r3 = _mm_loadl_epi64((const __m128i *)(rows + 3 * width + 8 * p));
+        __m128i r01 = _mm_unpacklo_epi8(r0, r1), r23 = _mm_unpacklo_epi8(r2, r3);
+        _mm_storeu_si128((__m128i *)dst, _mm_unpacklo_epi16(r01, r23));
+        _mm_storeu_si128((__m128i *)(dst + 16), _mm_unpackhi_epi16(r01, r23));
 #else
-            for (int c = 0; c < 8; c++)
-                for (int t = 0; t < 4; t++) dst[4 * c + t] = r[t * width + 8 * p + c];
+        for (int c = 0; c < 8; c++)
+            for (int t = 0; t < 4; t++) dst[4 * c + t] = rows[t * width + 8 * p + c];
 #endif
-        }
     }
 }
 
 void lunet__qconv2d_image(const lunet__conv_geometry *g, const lunet__qlayer *q, const lunet__epilogue *e,
                           const uint8_t *x_img, int32_t x_zero_point, void *y_img, uint8_t *cols) {
     LUNET_ASSERT(g->groups == 1);
-    int64_t k_rows = 4 * lunet__qk_quads(g->col_rows), width = 8 * lunet__qpanels(g->col_cols);
+    int64_t quads = lunet__qk_quads(g->col_rows), width = 8 * lunet__qpanels(g->col_cols);
+    /* Quad by quad, so that the four unfolded rows are still in L1 when they are packed. */
     uint8_t *rows = cols + lunet__qpacked_bytes(g->col_rows, g->col_cols);
-    unfold_rows(g, x_img, (uint8_t)x_zero_point, rows, k_rows, width);
-    pack_rows(cols, rows, k_rows, width);
-    lunet__qgemm gm = {.m = g->o, .n = g->col_cols, .k = g->col_rows, .a = q->weight, .lda = q->k_padded,
+    for (int64_t qd = 0; qd < quads; qd++) {
+        unfold_quad(g, x_img, (uint8_t)x_zero_point, 4 * qd, rows, width);
+        pack_quad(cols, rows, qd, quads, width);
+    }
+    /* K runs to 4 quads: the weight rows and the unfolded rows are both zero past col_rows, so
+     * every quad is whole and the kernel never takes its partial-quad path. */
+    lunet__qgemm gm = {.m = g->o, .n = g->col_cols, .k = 4 * quads, .a = q->weight, .lda = q->k_padded,
                        .a_unsigned = false, .b = cols, .epilogue = e, .c = y_img, .ldc = g->col_cols,
                        .kernel = q->kernel};
     lunet__qgemm_rows(&gm, 0, g->o);
@@ -206,14 +220,47 @@ void lunet__qconv2d_image(const lunet__conv_geometry *g, const lunet__qlayer *q,
 
 /* ---- pooling ---------------------------------------------------------------------------------------------- */
 
-/* The common case, 2x2 windows at stride 2 with no padding or dilation, without the bounds checks
- * (the compiler vectorizes the row loop). */
-LUNET_VECTORIZED
+#ifdef __SSE2__
+/* 2x2 maxima of the byte pairs of v (the rows' maximum), as 16-bit lanes: low byte against high. */
+static inline __m128i max_of_pairs(__m128i v) {
+    __m128i pairs = _mm_max_epi16(_mm_and_si128(v, _mm_set1_epi16(0xff)), _mm_srli_epi16(v, 8));
+    return _mm_packus_epi16(pairs, pairs);
+}
+
+/* One output row from input rows r0 and r1, `step` outputs (8 or 4) at a time from 2 * step
+ * bytes of each row; the last step overlaps the ones before rather than reading past 2 ow <=
+ * w bytes. */
+static inline void max_pool_2x2_row(uint8_t *out, const uint8_t *r0, const uint8_t *r1, int64_t ow, int64_t step) {
+    for (int64_t ox = 0;; ox += step) {
+        if (ox > ow - step) ox = ow - step;
+        if (step == 8) {
+            __m128i v = _mm_max_epu8(_mm_loadu_si128((const __m128i *)(r0 + 2 * ox)),
+                                     _mm_loadu_si128((const __m128i *)(r1 + 2 * ox)));
+            _mm_storel_epi64((__m128i *)(out + ox), max_of_pairs(v));
+        } else {
+            __m128i v = _mm_max_epu8(_mm_loadl_epi64((const __m128i *)(r0 + 2 * ox)),
+                                     _mm_loadl_epi64((const __m128i *)(r1 + 2 * ox)));
+            int32_t four = _mm_cvtsi128_si32(max_of_pairs(v));
+            memcpy(out + ox, &four, 4);
+        }
+        if (ox == ow - step) return;
+    }
+}
+#endif
+
+/* The common case, 2x2 windows at stride 2 with no padding or dilation: rows of at least four
+ * outputs run in SSE2, shorter ones one output at a time. */
 static void max_pool_2x2_u8(const lunet__pool_geometry *g, uint8_t *restrict y, const uint8_t *restrict x) {
     for (int64_t p = 0; p < g->planes; p++)
         for (int64_t oy = 0; oy < g->oh; oy++) {
             const uint8_t *r0 = x + (p * g->h + 2 * oy) * g->w, *r1 = r0 + g->w;
             uint8_t *out = y + (p * g->oh + oy) * g->ow;
+#ifdef __SSE2__
+            if (g->ow >= 4) {
+                max_pool_2x2_row(out, r0, r1, g->ow, g->ow >= 8 ? 8 : 4);
+                continue;
+            }
+#endif
             for (int64_t ox = 0; ox < g->ow; ox++) {
                 uint8_t a = r0[2 * ox] > r0[2 * ox + 1] ? r0[2 * ox] : r0[2 * ox + 1];
                 uint8_t b = r1[2 * ox] > r1[2 * ox + 1] ? r1[2 * ox] : r1[2 * ox + 1];

@@ -217,24 +217,35 @@ static void test_quantize_rounding(void) {
     CHECK(rs == 4.0f / 255.0f && rz == 64 && rq[0] == 0 && rq[1] == 64 && rq[3] == 255);
 }
 
+/* The 2x2 fast path (SSE2: eight or four outputs at a time, the last step overlapping) against
+ * the window maxima by definition, on rows of every width from 2 to 40 (odd ones leave a
+ * column out), heights that leave a row out, and several planes at once. */
 static void test_max_pool_u8(void) {
-    uint8_t x[2 * 4 * 4], y[2 * 2 * 2];
-    fill_u8(x, 32, FILL_RANDOM);
+    enum { MAX_W = 40, MAX_H = 7, PLANES = 3 };
+    uint8_t x[PLANES * MAX_H * MAX_W], y[PLANES * MAX_H * MAX_W];
     lunet_pool2d_params p = {.kernel = {2, 2}, .stride = {2, 2}, .dilation = {1, 1}};
-    lunet__pool_geometry g;
-    CHECK_OK(lunet__pool_geometry_of(&g, 4, 4, &p, "max_pool2d"));
-    g.planes = 2;
-    lunet__max_pool2d_u8(&g, y, x);
-    for (int pl = 0; pl < 2; pl++)
-        for (int oy = 0; oy < 2; oy++)
-            for (int ox = 0; ox < 2; ox++) {
-                const uint8_t *base = x + pl * 16 + oy * 8 + ox * 2;
-                int m = base[0];
-                m = base[1] > m ? base[1] : m;
-                m = base[4] > m ? base[4] : m;
-                m = base[5] > m ? base[5] : m;
-                CHECK(y[pl * 4 + oy * 2 + ox] == m);
-            }
+    for (int64_t h = 2; h <= MAX_H; h++)
+        for (int64_t w = 2; w <= MAX_W; w++) {
+            lunet__pool_geometry g;
+            CHECK_OK(lunet__pool_geometry_of(&g, h, w, &p, "max_pool2d"));
+            g.planes = PLANES;
+            fill_u8(x, PLANES * h * w, FILL_RANDOM);
+            memset(y, 0xAA, sizeof y);
+            lunet__max_pool2d_u8(&g, y, x);
+            int wrong = 0;
+            for (int64_t pl = 0; pl < PLANES; pl++)
+                for (int64_t oy = 0; oy < h / 2; oy++)
+                    for (int64_t ox = 0; ox < w / 2; ox++) {
+                        const uint8_t *base = x + (pl * h + 2 * oy) * w + 2 * ox;
+                        int m = base[0];
+                        m = base[1] > m ? base[1] : m;
+                        m = base[w] > m ? base[w] : m;
+                        m = base[w + 1] > m ? base[w + 1] : m;
+                        wrong += y[(pl * (h / 2) + oy) * (w / 2) + ox] != m;
+                    }
+            CHECK(wrong == 0);
+            CHECK(y[PLANES * (h / 2) * (w / 2)] == 0xAA); /* nothing written past the output */
+        }
 }
 
 /* The tensor ops check what they are given. */
