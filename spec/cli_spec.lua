@@ -1,6 +1,7 @@
 -- The lunet command (lua/lunet/cli.lua), run as a real process from the repository root.
 local lunet = require("lunet")
 local h = require("spec.helpers")
+local json = require("lunet.json")
 local nn = lunet.nn
 
 -- Runs the command line; returns its output (stdout and stderr) and exit status.
@@ -30,6 +31,51 @@ describe("the lunet command", function()
     }) do
       assert.is_truthy(output:find(expected, 1, true), expected .. " in:\n" .. output)
     end
+  end)
+
+  it("info shows how an int8 model was quantized and its tensors against the f32 model's", function()
+    lunet.manual_seed(0)
+    local model = h.fashion_cnn()
+    local calibration = lunet.data.fashion_mnist():subset(1, 256)
+    local q = lunet.quantize(model, { calibration = calibration, method = "percentile" })
+    local f32_path, int8_path = directory .. "/f32.safetensors", directory .. "/int8.safetensors"
+    model:save(f32_path)
+    q:save(int8_path, { input_shape = { 1, 28, 28 } })
+    -- a safetensors file is an 8-byte header length, the header, then the tensors' bytes
+    local function data_bytes(path)
+      local bytes = h.read_bytes(path)
+      return #bytes - 8 - string.unpack("<I8", bytes)
+    end
+    local int8_bytes, f32_bytes = data_bytes(int8_path), data_bytes(f32_path)
+    assert.is_true(int8_bytes < 0.3 * f32_bytes)
+    local output, status = lunet_command("info " .. int8_path)
+    assert.are.equal(0, status, output)
+    assert.is_truthy(output:find("int8: static, 7-bit weights, percentile (99.99) calibration on 256 samples\n", 1,
+      true), output)
+    local tensors, f32, percent, smaller = output:match(
+      "size: tensors ([%d.]+) KiB, fp32 model's ([%d.]+) KiB %(([%d.]+)%%, ([%d.]+)x smaller%)\n")
+    assert.is_truthy(tensors, output)
+    assert.are.equal(string.format("%.1f", int8_bytes / 1024), tensors)
+    assert.are.equal(string.format("%.1f", f32_bytes / 1024), f32)
+    assert.are.equal(string.format("%.1f", 100 * int8_bytes / f32_bytes), percent)
+    assert.are.equal(string.format("%.1f", f32_bytes / int8_bytes), smaller)
+
+    -- a file saved before fp32_tensor_bytes was recorded: no comparison, the rest as before
+    local state, metadata = lunet.safetensors.read(int8_path)
+    local quant = json.decode(metadata["lunet.quant"])
+    quant.fp32_tensor_bytes = nil
+    metadata["lunet.quant"] = json.encode(quant)
+    local old_path = directory .. "/old_int8.safetensors"
+    lunet.safetensors.write(old_path, state, metadata)
+    output, status = lunet_command("info " .. old_path)
+    assert.are.equal(0, status, output)
+    assert.is_truthy(output:find("int8: static, 7-bit weights", 1, true), output)
+    assert.is_truthy(output:find(string.format("size: tensors %.1f KiB\n", int8_bytes / 1024), 1, true), output)
+    assert.is_falsy(output:find("fp32", 1, true), output)
+
+    -- an f32 model's output has no int8 lines
+    output = lunet_command("info " .. f32_path)
+    assert.is_falsy(output:find("int8:", 1, true) or output:find("size:", 1, true), output)
   end)
 
   it("export writes ONNX and convert brings it back as a model file that predicts the same", function()

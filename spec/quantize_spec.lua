@@ -91,8 +91,8 @@ describe("lunet.quantize", function()
     local again = lunet.load(dir .. "/int8.safetensors")
     local x = test_set.x:narrow(1, 1, 1000)
     assert.equals(0, (again:predict(x) - q:predict(x)):abs():max():item())
-    assert.same({ mode = "static", weight_bits = 7, calibration = "minmax", calibration_samples = 512 },
-      again.quantization)
+    assert.same({ mode = "static", weight_bits = 7, calibration = "minmax", calibration_samples = 512,
+      fp32_tensor_bytes = 4 * mlp:parameter_count() }, again.quantization)
     local tensors = lunet.safetensors.read(dir .. "/int8.safetensors")
     assert.equals("i8", tensors["3.weight"].dtype)
     assert.equals("i32", tensors["3.bias"].dtype)

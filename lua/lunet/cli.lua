@@ -1,6 +1,8 @@
 --- The lunet command: looks into model files and converts them.
 --
---   lunet info FILE                      layers, output shapes, parameters, dtype, size
+--   lunet info FILE                      layers, output shapes, parameters, dtype, size (and for
+--                                        an int8 model, how it was quantized and its size
+--                                        against the f32 model's)
 --   lunet export FILE --onnx OUT         a lunet model file to ONNX
 --   lunet convert IN.onnx OUT.safetensors  an ONNX model to a lunet model file
 --
@@ -65,6 +67,28 @@ local function layer_lines(lunet, model, input_shape)
   return lines
 end
 
+-- How an int8 model was quantized and how its tensors compare with the f32 model's, from the
+-- file's "lunet.quant"; files saved before fp32_tensor_bytes was recorded get no comparison.
+local function quantization_lines(model, out)
+  local q = model.quantization
+  -- JSON numbers come back as floats: 7, not 7.0
+  local function show(v) return tostring(math.tointeger(v) or v) end
+  local how = string.format("int8: %s, %s-bit weights", show(q.mode), show(q.weight_bits))
+  if q.calibration then
+    how = how .. ", " .. show(q.calibration) .. (q.percentile and " (" .. show(q.percentile) .. ")" or "")
+      .. " calibration"
+    if q.calibration_samples then how = how .. " on " .. show(q.calibration_samples) .. " samples" end
+  end
+  out:write(how, "\n")
+  local bytes, fp32 = require("lunet.model_file").tensor_bytes(model), tonumber(q.fp32_tensor_bytes)
+  local size = "size: tensors " .. human_bytes(bytes)
+  if fp32 and fp32 > 0 and bytes > 0 then
+    size = size .. string.format(", fp32 model's %s (%.1f%%, %.1fx smaller)", human_bytes(fp32), 100 * bytes / fp32,
+      fp32 / bytes)
+  end
+  out:write(size, "\n")
+end
+
 function cli.info(lunet, path, out)
   local model = lunet.load(path)
   local dtypes = {}
@@ -79,6 +103,7 @@ function cli.info(lunet, path, out)
   for _, line in ipairs(layer_lines(lunet, model, shape)) do out:write(line, "\n") end
   out:write(string.format("parameters: %s (%s)\n", thousands(model:parameter_count()), table.concat(dtype_list, ", ")))
   if model.class_names then out:write("classes: ", table.concat(model.class_names, ", "), "\n") end
+  if type(model.quantization) == "table" then quantization_lines(model, out) end
 end
 
 function cli.export(lunet, path, options, out)

@@ -10,9 +10,10 @@
 -- safetensors reader gets the weights under the names PyTorch would use for the same
 -- Sequential (minus its 0-based numbering).  An int8 model (lunet.quantize) also has
 -- "lunet.quant": JSON describing how it was quantized (mode, weight_bits, calibration
--- method and sample count); its scales and zero points are tensors like its weights.  A
--- model that is not made of Sequential and built-in layers is saved with its weights only;
--- load it with model:load_weights(path).
+-- method and sample count) and fp32_tensor_bytes, the f32 model's tensor_bytes, so that
+-- `lunet info` can tell how much smaller it is; its scales and zero points are tensors like
+-- its weights.  A model that is not made of Sequential and built-in layers is saved with its
+-- weights only; load it with model:load_weights(path).
 --
 -- load trusts nothing in the file: the safetensors reader checks every size and offset, and
 -- the architecture and the tensors are checked against each other before a layer is built, so
@@ -74,6 +75,17 @@ local function copy(t)
   local out = {}
   for k, v in pairs(t) do out[k] = v end
   return out
+end
+
+-- Bytes per element of each dtype, as safetensors stores it.
+local DTYPE_BYTES = { f32 = 4, f64 = 8, i64 = 8, i32 = 4, i8 = 1, u8 = 1 }
+
+--- The bytes of the model's tensors (parameters and buffers) as save stores them: the file's
+-- size without its header.
+function model_file.tensor_bytes(model)
+  local total = 0
+  for _, t in pairs(model:state_dict()) do total = total + t:numel() * DTYPE_BYTES[t.dtype] end
+  return total
 end
 
 --- Writes model to path (atomically: the old file or the new one survives a crash).

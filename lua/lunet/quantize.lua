@@ -10,7 +10,8 @@
 -- other layer runs in f32 between a Dequantize and a Quantize.  Dynamic mode turns each
 -- Linear into DynamicQuantizedLinear, which quantizes its input row by row as it arrives; it
 -- needs no calibration.  The result is an nn.Sequential that predicts, evaluates, saves and
--- loads like any model, and compiles to the C model graph.
+-- loads like any model, and compiles to the C model graph; its `quantization` table records
+-- the options used and the f32 model's tensor bytes (saved as "lunet.quant", shown by `lunet info`).
 --
 -- Options:
 --   mode          "static" (default) or "dynamic"
@@ -31,6 +32,7 @@ local nn = require("lunet.nn")
 local architecture = require("lunet.architecture")
 local train = require("lunet.train")
 local qparams = require("lunet.nn.qparams")
+local model_file = require("lunet.model_file")
 
 local quantize = {}
 
@@ -306,7 +308,9 @@ function quantize.quantize(model, opts)
   q.quantization = { mode = opts.mode, weight_bits = opts.weight_bits,
     calibration = opts.mode == "static" and opts.method or nil,
     percentile = opts.mode == "static" and opts.method == "percentile" and opts.percentile or nil,
-    calibration_samples = opts.calibration_samples }
+    calibration_samples = opts.calibration_samples,
+    -- saved with q, so that `lunet info` can compare the int8 file with the f32 one it came from
+    fp32_tensor_bytes = model_file.tensor_bytes(model) }
   return q
 end
 
