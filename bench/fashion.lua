@@ -1,6 +1,7 @@
 -- Fashion-MNIST training and inference speed, the lunet side of ../shared/bench/torch_peer.py.
 --
 --   lua5.4 bench/fashion.lua [--model mlp|cnn] [--epochs N] [--threads T] [--limit N] [--seed S]
+--                            [--onnx_int8 PATH]
 --
 -- Same models, hyper-parameters (Adam lr 1e-3, batch 64, cross-entropy), flags and JSON keys
 -- as the PyTorch peer, so the two lines can be compared directly: train_samples_per_s (the
@@ -14,13 +15,14 @@
 --
 -- A second line, peer "lunet-int8", has the same keys for the model quantized by lunet.quantize
 -- (static int8, calibrated on 512 training images), plus its accuracy change in points, its
--- speed-ups over the f32 line, and both model files' sizes.
+-- speed-ups over the f32 line, and both model files' sizes.  --onnx_int8 also exports that
+-- model to PATH as ONNX (bench/compare_int8.lua times it in ONNX Runtime).
 local lunet = require("lunet")
 local cjson = require("cjson")
 local nn, optim, data = lunet.nn, lunet.optim, lunet.data
 
 local function parse_args(argv)
-  local a = { model = "mlp", epochs = 1, threads = 1, limit = 60000, seed = 0 }
+  local a = { model = "mlp", epochs = 1, threads = 1, limit = 60000, seed = 0, onnx_int8 = "" }
   local i = 1
   while i <= #argv do
     local flag, value = argv[i]:match("^%-%-([%w_]+)=?(.*)$")
@@ -30,7 +32,7 @@ local function parse_args(argv)
       value = argv[i]
     end
     if a[flag] == nil then error("unknown flag --" .. flag) end
-    a[flag] = flag == "model" and value or math.tointeger(tonumber(value))
+    a[flag] = (flag == "model" or flag == "onnx_int8") and value or math.tointeger(tonumber(value))
     i = i + 1
   end
   assert(a.model == "mlp" or a.model == "cnn", "--model must be mlp or cnn")
@@ -149,6 +151,7 @@ local function main(argv)
   int8.b1_speedup = math.floor(result.infer_b1_us / int8.infer_b1_us * 100 + 0.5) / 100
   int8.file_fraction = math.floor(int8.file_bytes / int8.f32_file_bytes * 1000 + 0.5) / 1000
   print(cjson.encode(int8))
+  if a.onnx_int8 ~= "" then lunet.onnx.export(q, a.onnx_int8, { input_shape = { 1, 1, 28, 28 } }) end
 end
 
 main(arg)
