@@ -5,32 +5,13 @@
 --
 -- The machines are shared and noisy, so each measurement is repeated (rounds) alternating
 -- the two sides, and the median of each side is compared.
-local cjson = require("cjson")
+local common = require("bench.common")
 
-local opts = { models = "mlp,cnn", threads = "1", epochs = "1", rounds = "3", limit = "60000", seed = "0" }
-local i = 1
-while i <= #arg do
-  local flag = arg[i]:match("^%-%-([%w_]+)$")
-  assert(flag and opts[flag], "unknown argument " .. tostring(arg[i]))
-  opts[flag] = arg[i + 1]
-  i = i + 2
-end
+local opts = common.flags(arg, { models = "mlp,cnn", threads = "1", epochs = "1", rounds = "3", limit = "60000",
+  seed = "0" })
+local median = common.median
 
-local function run(command)
-  local pipe = assert(io.popen(command .. " 2>/dev/null"))
-  local lines = {}
-  for line in pipe:lines() do
-    if line:sub(1, 1) == "{" then lines[#lines + 1] = cjson.decode(line) end
-  end
-  pipe:close()
-  return lines[1]
-end
-
-local function median(values)
-  table.sort(values)
-  local n = #values
-  return n % 2 == 1 and values[(n + 1) // 2] or (values[n // 2] + values[n // 2 + 1]) / 2
-end
+local function run(command) return common.json_lines(command)[1] end
 
 local keys = { "train_samples_per_s", "test_accuracy", "infer_b1_us", "infer_b256_samples_per_s" }
 print(string.format("| model | threads | metric | lunet | PyTorch %s | lunet / PyTorch |", "1.13"))

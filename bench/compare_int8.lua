@@ -11,32 +11,15 @@
 --
 -- Needs onnxruntime-node in build/npm/node_modules (make test installs it) and python3-torch.
 local lunet = require("lunet")
-local cjson = require("cjson")
+local common = require("bench.common")
 
-local opts = { models = "mlp,cnn", rounds = "3" }
-local i = 1
-while i <= #arg do
-  local flag = arg[i]:match("^%-%-([%w_]+)$")
-  assert(flag and opts[flag], "unknown argument " .. tostring(arg[i]))
-  opts[flag] = arg[i + 1]
-  i = i + 2
-end
+local opts = common.flags(arg, { models = "mlp,cnn", rounds = "3" })
+local json_lines, median = common.json_lines, common.median
 
 local NODE = "NODE_PATH=build/npm/node_modules ORT_THREADS=1 node ../shared/bench/ort_run.js"
 local directory = os.tmpname()
 os.remove(directory)
 assert(os.execute("mkdir -p " .. directory))
-
--- The JSON lines a command prints.
-local function json_lines(command)
-  local pipe = assert(io.popen(command .. " 2>/dev/null"))
-  local lines = {}
-  for line in pipe:lines() do
-    if line:sub(1, 1) == "{" then lines[#lines + 1] = cjson.decode(line) end
-  end
-  pipe:close()
-  return lines
-end
 
 -- ort_run.js input files holding the first 1 and 256 test images.
 local inputs = {}
@@ -59,12 +42,6 @@ local function ort(file)
   assert(b1 and b256, "ort_run.js failed on " .. file)
   return { peer = "onnxruntime-1.30 (lunet's int8 ONNX)", infer_b1_us = math.floor(b1.mean_us * 10 + 0.5) / 10,
     infer_b256_samples_per_s = math.floor(256 / b256.mean_us * 1e7 + 0.5) / 10 }
-end
-
-local function median(values)
-  table.sort(values)
-  local n = #values
-  return n % 2 == 1 and values[(n + 1) // 2] or (values[n // 2] + values[n // 2 + 1]) / 2
 end
 
 print("| model | peer | test accuracy | b1 latency (us) | b256 samples/s | lunet-int8 b256 / peer |")
@@ -101,7 +78,7 @@ for model in opts.models:gmatch("[^,]+") do
   for _, peer in ipairs(order) do
     local accuracy, b256 = med(peer, "test_accuracy"), med(peer, "infer_b256_samples_per_s")
     print(string.format("| %s | %s | %s | %s | %s | %.2f |", model, peer, accuracy and string.format("%.4f", accuracy)
-      or "same as lunet-int8", tostring(med(peer, "infer_b1_us")), tostring(b256), ours / b256))
+      or "lunet-int8's (outputs bit-identical)", tostring(med(peer, "infer_b1_us")), tostring(b256), ours / b256))
   end
 end
 os.execute("rm -rf " .. directory)

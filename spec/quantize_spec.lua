@@ -18,12 +18,7 @@ end
 local mlp = trained(helpers.fashion_mlp, 20000)
 local calibration = train_set:subset(1, 512)
 
-local function file_size(path)
-  local f = assert(io.open(path, "rb"))
-  local n = f:seek("end")
-  f:close()
-  return n
-end
+local function file_size(path) return #helpers.read_bytes(path) end
 
 describe("lunet.quantize", function()
   local fp32 = mlp:evaluate(test_set).accuracy

@@ -192,14 +192,18 @@ AVX2_INLINE void tile_avx2_body(const lunet__qgemm *g, int64_t i0, const int R, 
         for (int r = 0; r < R; r++)
             accumulate(acc, r, _mm256_set1_epi32((int32_t)quad_of(a + r * lda, full, g->k)), bv, P, a_unsigned);
     }
+    /* Panels wholly inside C take the vector epilogue; the last, partial one and the dynamic
+     * layers' f32 outputs go through lunet__epilogue_run. */
     const lunet__epilogue *e = g->epilogue;
-    if (!e->row_scale && 8 * (p0 + P) <= g->n) {
+    int whole = e->row_scale ? 0 : 8 * (p0 + P) <= g->n ? P : 8 * (p0 + 1) <= g->n ? 1 : 0;
+    if (whole == P) {
         requantize_tile(g, acc, i0, R, p0, P);
         return;
     }
+    if (whole == 1) requantize_tile(g, acc, i0, R, p0, 1);
     size_t elem = lunet__epilogue_elem(e);
     for (int r = 0; r < R; r++)
-        for (int p = 0; p < P; p++) {
+        for (int p = whole; p < P; p++) {
             int64_t row = i0 + r, col = 8 * (p0 + p);
             int32_t sums[8];
             _mm256_storeu_si256((__m256i *)sums, acc[r][p]);

@@ -70,14 +70,22 @@ kinds.Linear = {
   end,
 }
 
+-- The settings Conv2d and QuantizedConv2d share, plus the one of their own (Conv2d's groups,
+-- QuantizedConv2d's relu): its kind here, its value from the module's field of that name.
+local function conv_fields(extra_setting, kind)
+  return { in_channels = "size", out_channels = "size", kernel_size = "size_pair", stride = "size_pair",
+    padding = "count_pair", dilation = "size_pair", bias = "boolean", [extra_setting] = kind }
+end
+
+local function describe_conv(m, extra_setting)
+  return { in_channels = m.in_channels, out_channels = m.out_channels, kernel_size = pair(m.kernel_size),
+    stride = pair(m.stride), padding = pair(m.padding), dilation = pair(m.dilation), bias = m.bias ~= nil,
+    [extra_setting] = m[extra_setting] }
+end
+
 kinds.Conv2d = {
-  fields = { in_channels = "size", out_channels = "size", kernel_size = "size_pair", stride = "size_pair",
-    padding = "count_pair", dilation = "size_pair", groups = "size", bias = "boolean" },
-  describe = function(m)
-    return { in_channels = m.in_channels, out_channels = m.out_channels, kernel_size = pair(m.kernel_size),
-      stride = pair(m.stride), padding = pair(m.padding), dilation = pair(m.dilation), groups = m.groups,
-      bias = m.bias ~= nil }
-  end,
+  fields = conv_fields("groups", "size"),
+  describe = function(m) return describe_conv(m, "groups") end,
   build = function(d)
     return nn.Conv2d(d.in_channels, d.out_channels, d.kernel_size, { stride = d.stride, padding = d.padding,
       dilation = d.dilation, groups = d.groups, bias = d.bias })
@@ -214,13 +222,8 @@ kinds.QuantizedLinear = quantized_linear(nn.QuantizedLinear, true)
 kinds.DynamicQuantizedLinear = quantized_linear(nn.DynamicQuantizedLinear, false)
 
 kinds.QuantizedConv2d = {
-  fields = { in_channels = "size", out_channels = "size", kernel_size = "size_pair", stride = "size_pair",
-    padding = "count_pair", dilation = "size_pair", bias = "boolean", relu = "boolean" },
-  describe = function(m)
-    return { in_channels = m.in_channels, out_channels = m.out_channels, kernel_size = pair(m.kernel_size),
-      stride = pair(m.stride), padding = pair(m.padding), dilation = pair(m.dilation), bias = m.bias ~= nil,
-      relu = m.relu }
-  end,
+  fields = conv_fields("relu", "boolean"),
+  describe = function(m) return describe_conv(m, "relu") end,
   build = function(d)
     return nn.QuantizedConv2d(d.in_channels, d.out_channels, d.kernel_size, { stride = d.stride, padding = d.padding,
       dilation = d.dilation, bias = d.bias, relu = d.relu })

@@ -4,15 +4,14 @@
 -- Buffers: weight (i8), weight_scale (f32, one per output), bias (f32).
 local core = require("lunet.core")
 local Module = require("lunet.nn.Module")
+local qparams = require("lunet.nn.qparams")
 
 local DynamicQuantizedLinear = Module:extend("DynamicQuantizedLinear")
 
 function DynamicQuantizedLinear:init(in_features, out_features, opts)
   opts = opts or {}
   self.in_features, self.out_features, self.relu = in_features, out_features, opts.relu == true
-  self:register_buffer("weight", core.zeros({ out_features, in_features }, "i8"))
-  self:register_buffer("weight_scale", core.ones({ out_features }, "f32"))
-  if opts.bias ~= false then self:register_buffer("bias", core.zeros({ out_features }, "f32")) end
+  qparams.register_weights(self, { out_features, in_features }, opts.bias, "f32")
 end
 
 function DynamicQuantizedLinear:forward(x)

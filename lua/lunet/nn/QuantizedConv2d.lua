@@ -16,9 +16,7 @@ function QuantizedConv2d:init(in_channels, out_channels, kernel_size, opts)
   self.kernel_size, self.stride = pair(kernel_size), pair(opts.stride or 1)
   self.padding, self.dilation, self.groups = pair(opts.padding or 0), pair(opts.dilation or 1), 1
   local k = self.kernel_size
-  self:register_buffer("weight", core.zeros({ out_channels, in_channels, k[1], k[2] }, "i8"))
-  self:register_buffer("weight_scale", core.ones({ out_channels }, "f32"))
-  if opts.bias ~= false then self:register_buffer("bias", core.zeros({ out_channels }, "i32")) end
+  qparams.register_weights(self, { out_channels, in_channels, k[1], k[2] }, opts.bias, "i32")
   qparams.register(self, "input_")
   qparams.register(self, "output_")
 end

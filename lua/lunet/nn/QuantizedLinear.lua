@@ -12,9 +12,7 @@ local QuantizedLinear = Module:extend("QuantizedLinear")
 function QuantizedLinear:init(in_features, out_features, opts)
   opts = opts or {}
   self.in_features, self.out_features, self.relu = in_features, out_features, opts.relu == true
-  self:register_buffer("weight", core.zeros({ out_features, in_features }, "i8"))
-  self:register_buffer("weight_scale", core.ones({ out_features }, "f32"))
-  if opts.bias ~= false then self:register_buffer("bias", core.zeros({ out_features }, "i32")) end
+  qparams.register_weights(self, { out_features, in_features }, opts.bias, "i32")
   qparams.register(self, "input_")
   qparams.register(self, "output_")
 end

@@ -42,15 +42,17 @@ local function fused_relu(g, layer, y)
   return g:add_node("Clip", { y, floor }, layer.prefix .. "relu")
 end
 
--- QLinearConv's inputs for layer with weight w (int8, 4-D), in the operator's order.
-local function qlinear_conv_inputs(g, layer, x, w)
+-- The inputs of QLinearConv and QLinearMatMul, which share their first eight in this order:
+-- x, its scale and zero point, the int8 weight w (stored under weight_name), its per-channel
+-- scales and zero points, the output's scale and zero point; then QLinearConv's int32 bias.
+local function quantized_inputs(g, layer, x, weight_name, w, with_bias)
   local m = layer.module
   local x_scale, x_zero_point = scale_and_zero_point(g, layer.prefix .. "input_", m, "input_")
   local w_scale, w_zero_point = weight_scale_and_zero_point(g, layer)
   local y_scale, y_zero_point = scale_and_zero_point(g, layer.prefix .. "output_", m, "output_")
-  local inputs = { x, x_scale, x_zero_point, g:add_typed(layer.prefix .. "weight", w, "i8"), w_scale, w_zero_point,
+  local inputs = { x, x_scale, x_zero_point, g:add_typed(layer.prefix .. weight_name, w, "i8"), w_scale, w_zero_point,
     y_scale, y_zero_point }
-  if m.bias then inputs[9] = g:add_typed(layer.prefix .. "bias", m.bias, "i32") end
+  if with_bias and m.bias then inputs[9] = g:add_typed(layer.prefix .. "bias", m.bias, "i32") end
   return inputs
 end
 
@@ -68,7 +70,8 @@ end
 
 function emit.QuantizedConv2d(g, layer, x)
   local m = layer.module
-  local y = g:add_node("QLinearConv", qlinear_conv_inputs(g, layer, x, m.weight), layer.prefix .. "QuantizedConv2d", {
+  local y = g:add_node("QLinearConv", quantized_inputs(g, layer, x, "weight", m.weight, true),
+    layer.prefix .. "QuantizedConv2d", {
     { "dilations", "ints", m.dilation }, { "group", "int", 1 }, { "kernel_shape", "ints", m.kernel_size },
     { "pads", "ints", pads(m.padding) }, { "strides", "ints", m.stride } })
   return fused_relu(g, layer, y)
@@ -80,18 +83,14 @@ function emit.QuantizedLinear(g, layer, x, shapes)
   local y
   if not m.bias then
     -- QLinearMatMul: a (..., in) x b (in, out), per-column b scale.
-    local m_scale, m_zero_point = scale_and_zero_point(g, layer.prefix .. "input_", m, "input_")
-    local w_scale, w_zero_point = weight_scale_and_zero_point(g, layer)
-    local y_scale, y_zero_point = scale_and_zero_point(g, layer.prefix .. "output_", m, "output_")
     local transposed = m.weight:transpose(1, 2):contiguous()
-    y = g:add_node("QLinearMatMul", { x, m_scale, m_zero_point, g:add_typed(layer.prefix .. "weight_transposed",
-      transposed, "i8"), w_scale, w_zero_point, y_scale, y_zero_point }, name)
+    y = g:add_node("QLinearMatMul", quantized_inputs(g, layer, x, "weight_transposed", transposed, false), name)
   else
     -- Every row of x is a 1x1 image with in channels; the 1x1 convolution is the Linear.
     local rows = g:add_node("Reshape", { x, g:add_int64_list(name .. ".rows_shape", { -1, m.in_features, 1, 1 }) },
       name .. "_rows")
     local w = m.weight:reshape({ m.out_features, m.in_features, 1, 1 })
-    local conv = g:add_node("QLinearConv", qlinear_conv_inputs(g, layer, rows, w), name .. "_conv",
+    local conv = g:add_node("QLinearConv", quantized_inputs(g, layer, rows, "weight", w, true), name .. "_conv",
       { { "kernel_shape", "ints", { 1, 1 } } })
     local target = { -1 }
     for i = 2, #shapes.output do target[i] = shapes.output[i] end
