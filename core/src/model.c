@@ -124,6 +124,7 @@ static model_layer new_layer(const lunet_model *m, lunet_layer_kind kind) {
         const model_layer *prev = &m->layers[m->n_layers - 1];
         l.in_dtype = prev->out_dtype;
         l.in_q = prev->out_q;
+        l.in_layout = prev->out_layout;
     }
     l.in_elem = lunet_dtype_size(l.in_dtype);
     l.out_dtype = l.in_dtype;
@@ -144,6 +145,21 @@ static lunet_status require_u8(const lunet_model *m, const model_layer *l, const
         return lunet__fail(LUNET_ERR_DTYPE, "model: %s layer %zu needs a quantized (u8) activation, gets %s; add a "
                            "quantize layer before it", op, m->n_layers + 1, lunet_dtype_name(l->in_dtype));
     return LUNET_OK;
+}
+
+/* The layout of a (C, H, W) u8 image made channels-last. */
+static model_layout channels_last(int64_t c, int64_t h, int64_t w) {
+    return (model_layout){.channels_last = c > 1 && h * w > 1, .chw = {c, h, w}};
+}
+
+/* Has l's input transposed before it runs when its layout is not the one l reads: channels-
+ * last (C, H, W) images, or the plain layout. */
+static void read_layout(model_layer *l, bool want_channels_last) {
+    bool differs = channels_last(l->in_shape[0], l->in_shape[1], l->in_shape[2]).channels_last;
+    if (want_channels_last && !l->in_layout.channels_last && differs)
+        l->convert = CONVERT_TO_CHANNELS_LAST;
+    else if (!want_channels_last && l->in_layout.channels_last)
+        l->convert = CONVERT_TO_CHANNELS_FIRST;
 }
 
 /* Appends l (taking its weights); on failure frees them. */
@@ -364,6 +380,10 @@ lunet_status lunet_model_add_pool2d(lunet_model *m, lunet_layer_kind kind, const
     l.pool.planes = l.in_shape[0];
     l.out_ndim = 3;
     l.out_shape[0] = l.in_shape[0], l.out_shape[1] = l.pool.oh, l.out_shape[2] = l.pool.ow;
+    if (l.in_dtype == LUNET_DTYPE_U8) {
+        read_layout(&l, true);
+        l.out_layout = channels_last(l.out_shape[0], l.out_shape[1], l.out_shape[2]);
+    }
     return append(m, &l);
 }
 
@@ -405,6 +425,9 @@ lunet_status lunet_model_add_flatten(lunet_model *m, int start_dim, int end_dim)
     l.out_shape[k++] = lunet__numel(b - a + 1, l.in_shape + a);
     for (int i = b + 1; i < l.in_ndim; i++) l.out_shape[k++] = l.in_shape[i];
     l.out_ndim = k;
+    /* a channels-last image flattened whole keeps its order; any other flatten needs the plain one */
+    if (k == 1) l.out_layout = l.in_layout;
+    else read_layout(&l, false);
     return append(m, &l);
 }
 
@@ -475,6 +498,7 @@ lunet_status lunet_model_add_quantize(lunet_model *m, lunet_qparams q) {
 lunet_status lunet_model_add_dequantize(lunet_model *m) {
     model_layer l = new_layer(m, LUNET_LAYER_DEQUANTIZE);
     LUNET_TRY(require_u8(m, &l, "dequantize"));
+    read_layout(&l, false);
     l.out_dtype = m->dtype;
     l.out_ndim = l.in_ndim;
     memcpy(l.out_shape, l.in_shape, sizeof l.out_shape);
@@ -485,8 +509,12 @@ lunet_status lunet_model_add_qlinear(lunet_model *m, const lunet_qlayer_params *
     model_layer l = new_layer(m, LUNET_LAYER_QLINEAR);
     LUNET_TRY(require_u8(m, &l, "qlinear"));
     LUNET_TRY(lunet_qparams_check(p->output, "model: qlinear"));
-    LUNET_TRY(lunet__qlayer_prepare(&l.q, p->weight, p->scale, p->bias, 2, false, l.in_q, p->output.scale,
-                                    "model: qlinear"));
+    /* After a channels-last image flattened whole, the weight's inputs are read in its order. */
+    bool reorder = l.in_layout.channels_last && l.in_ndim == 1 && p->weight->ndim == 2 &&
+                   p->weight->shape[1] == l.in_shape[0];
+    if (!reorder) read_layout(&l, false);
+    LUNET_TRY(lunet__qlayer_prepare(&l.q, p->weight, p->scale, p->bias, 2, reorder ? l.in_layout.chw : NULL, l.in_q,
+                                    p->output.scale, "model: qlinear"));
     l.out_q = p->output;
     if (p->relu) l.fused = LUNET_LAYER_RELU;
     lunet_status s = linear_shapes(&l, m, l.q.k, l.q.channels, "qlinear");
@@ -511,12 +539,14 @@ lunet_status lunet_model_add_qconv2d(lunet_model *m, const lunet_qlayer_params *
     int64_t x_shape[4] = {1, l.in_shape[0], l.in_shape[1], l.in_shape[2]};
     LUNET_TRY(lunet__conv_geometry_of(&l.conv, x_shape, p->weight->shape, params));
     LUNET_TRY(lunet_qparams_check(p->output, "model: qconv2d"));
-    LUNET_TRY(lunet__qlayer_prepare(&l.q, p->weight, p->scale, p->bias, 4, true, l.in_q, p->output.scale,
-                                    "model: qconv2d"));
+    LUNET_TRY(lunet__qlayer_prepare(&l.q, p->weight, p->scale, p->bias, 4, p->weight->shape + 1, l.in_q,
+                                    p->output.scale, "model: qconv2d"));
     l.out_q = p->output;
     if (p->relu) l.fused = LUNET_LAYER_RELU;
     l.out_ndim = 3;
     l.out_shape[0] = l.conv.o, l.out_shape[1] = l.conv.oh, l.out_shape[2] = l.conv.ow;
+    read_layout(&l, true);
+    l.out_layout = channels_last(l.conv.o, l.conv.oh, l.conv.ow);
     size_t cols = lunet__qconv_cols_bytes(&l.conv);
     LUNET_TRY(append(m, &l));
     if (cols > m->cols_bytes) m->cols_bytes = cols;
@@ -529,7 +559,7 @@ lunet_status lunet_model_add_linear_dynamic(lunet_model *m, const lunet_tensor *
     LUNET_TRY(require_float(m, &l, "linear_dynamic"));
     if (m->dtype != LUNET_DTYPE_F32)
         return lunet__fail(LUNET_ERR_DTYPE, "model: linear_dynamic needs an f32 graph, not %s", lunet_dtype_name(m->dtype));
-    LUNET_TRY(lunet__qlayer_prepare(&l.q, weight, scale, bias, 2, false, (lunet_qparams){1.0f, 0}, 0,
+    LUNET_TRY(lunet__qlayer_prepare(&l.q, weight, scale, bias, 2, NULL, (lunet_qparams){1.0f, 0}, 0,
                                     "model: linear_dynamic"));
     lunet_status s = linear_shapes(&l, m, l.q.k, l.q.channels, "linear_dynamic");
     if (s != LUNET_OK) {

@@ -8,6 +8,18 @@
 #include "internal.h"
 #include "quant.h"
 
+/* How a u8 activation's bytes lie.  The int8 convolution and pooling kernels work on
+ * channels-last images, so their outputs stay channels-last, (H, W, C), between int8 layers,
+ * and a flatten to one dim keeps that order; chw is the (C, H, W) image the bytes stand for.
+ * A layer that wants its input the other way has it transposed first (model_convert).
+ * Images with one channel or one pixel are the same either way and count as plain. */
+typedef struct model_layout {
+    bool channels_last;
+    int64_t chw[3];
+} model_layout;
+
+typedef enum model_convert { CONVERT_NONE, CONVERT_TO_CHANNELS_LAST, CONVERT_TO_CHANNELS_FIRST } model_convert;
+
 /* One layer as it runs.  Shapes are per sample (no batch dim). */
 typedef struct model_layer {
     lunet_layer_kind kind;
@@ -22,6 +34,8 @@ typedef struct model_layer {
     lunet_dtype in_dtype, out_dtype;
     size_t in_elem, out_elem;
     lunet_qparams in_q, out_q;
+    model_layout in_layout, out_layout;
+    model_convert convert;          /* done to the input before the layer runs */
     lunet__qlayer q;                /* qlinear, qconv2d, linear_dynamic: the prepared int8 weight */
     /* linear: weight (out, in) and bias; conv2d: weight (O, C/g, KH, KW) and bias;
      * batch_norm: per-channel scale and shift.  Owned, contiguous, the graph's dtype. */

@@ -2,7 +2,9 @@
  * model_run.c: running a model graph.  A batch flows through two activation buffers in
  * turn (ping-pong), each sized for the widest activation of the graph; the first layer
  * reads the caller's input and the last writes the caller's output directly.  Layers that
- * work element by element (activations, an unfolded BatchNorm) run in place.
+ * work element by element (activations, an unfolded BatchNorm) run in place.  Int8 images
+ * stay channels-last between int8 layers (model_layout in model.h); a layer that reads the
+ * other layout has its input transposed into the free buffer first.
  *
  * Threads: a Linear layer is one GEMM over the whole batch, which lunet__gemm shares among
  * the threads itself.  Every other layer works sample by sample, so the batch is split into
@@ -55,11 +57,25 @@ typedef struct run_step {
     const model_layer *l;
     const char *in;
     char *out;
+    bool converting;                /* transposing the layer's input (l->convert), not running it */
 } run_step;
 
 /* The epilogue of a static int8 layer: its output parameters and fused ReLU. */
-static lunet__epilogue static_epilogue(const model_layer *l, bool channel_is_row) {
-    return lunet__static_epilogue(&l->q, l->out_q, l->fused == LUNET_LAYER_RELU, channel_is_row);
+static lunet__epilogue static_epilogue(const model_layer *l) {
+    return lunet__static_epilogue(&l->q, l->out_q, l->fused == LUNET_LAYER_RELU);
+}
+
+/* A u8 input's samples to the layout the layer reads (model_layout). */
+static void convert_block(const run_step *r, int64_t first, int64_t last) {
+    const model_layer *l = r->l;
+    for (int64_t n = first; n < last; n++) {
+        const uint8_t *x = (const uint8_t *)r->in + n * l->in_numel;
+        uint8_t *y = (uint8_t *)r->out + n * l->in_numel;
+        if (l->convert == CONVERT_TO_CHANNELS_LAST)
+            lunet__u8_to_channels_last(y, x, l->in_shape[0], l->in_shape[1] * l->in_shape[2]);
+        else
+            lunet__u8_to_channels_first(y, x, l->in_layout.chw[0], l->in_layout.chw[1] * l->in_layout.chw[2]);
+    }
 }
 
 static void conv_block(const run_step *r, int64_t first, int64_t last, int worker) {
@@ -67,7 +83,7 @@ static void conv_block(const run_step *r, int64_t first, int64_t last, int worke
     size_t z = r->m->elem;
     void *cols = (char *)r->m->cols + (size_t)worker * r->m->cols_bytes;
     if (l->kind == LUNET_LAYER_QCONV2D) {
-        lunet__epilogue e = static_epilogue(l, true);
+        lunet__epilogue e = static_epilogue(l);
         for (int64_t n = first; n < last; n++)
             lunet__qconv2d_image(&l->conv, &l->q, &e, (const uint8_t *)r->in + n * l->in_numel, l->in_q.zero_point,
                                  (uint8_t *)r->out + n * l->out_numel, cols);
@@ -110,9 +126,7 @@ static void sample_block(const run_step *r, int64_t first, int64_t last) {
         return;
     case LUNET_LAYER_MAX_POOL2D:
         if (l->in_dtype == LUNET_DTYPE_U8) {
-            lunet__pool_geometry g = l->pool;
-            g.planes *= count;
-            lunet__max_pool2d_u8(&g, (uint8_t *)out, (const uint8_t *)in);
+            lunet__max_pool2d_u8(&l->pool, count, l->in_shape[0], (uint8_t *)out, (const uint8_t *)in);
             return;
         }
         /* fall through */
@@ -150,14 +164,14 @@ static void over_samples(const run_step *r, int64_t batch, int64_t work_per_samp
     if (workers > batch) workers = (int)batch;
     if (workers > r->m->workers) workers = r->m->workers;
     if (workers <= 1) {
-        conv ? conv_block(r, 0, batch, 0) : sample_block(r, 0, batch);
+        r->converting ? convert_block(r, 0, batch) : conv ? conv_block(r, 0, batch, 0) : sample_block(r, 0, batch);
         return;
     }
 #pragma omp parallel for num_threads(workers) schedule(static, 1)
     for (int k = 0; k < workers; k++) {
         int64_t first, last;
         lunet__block(&first, &last, batch, k, workers, 1);
-        conv ? conv_block(r, first, last, k) : sample_block(r, first, last);
+        r->converting ? convert_block(r, first, last) : conv ? conv_block(r, first, last, k) : sample_block(r, first, last);
     }
 }
 
@@ -177,7 +191,7 @@ static void qlinear_block(const run_step *r, int64_t first, int64_t last) {
     const model_layer *l = r->l;
     int64_t k = l->in_features, o = l->out_features;
     if (l->kind == LUNET_LAYER_QLINEAR) {
-        lunet__epilogue e = static_epilogue(l, false);
+        lunet__epilogue e = static_epilogue(l);
         lunet__qlinear_rows(&l->q, &e, (const uint8_t *)r->in + first * k, last - first, (uint8_t *)r->out + first * o);
         return;
     }
@@ -223,12 +237,18 @@ static void run_slice(lunet_model *m, const char *input, int64_t batch, char *ou
     const char *cur = input;
     for (size_t i = 0; i < last; i++) {
         const model_layer *l = &m->layers[i];
+        if (l->convert != CONVERT_NONE) { /* cur is a u8 activation in one of the two buffers */
+            char *other = cur == m->buffer[0] ? m->buffer[1] : m->buffer[0];
+            run_step t = {m, l, cur, other, true};
+            over_samples(&t, batch, l->in_numel);
+            cur = other;
+        }
         if (l->kind == LUNET_LAYER_FLATTEN) continue;
         char *out;
         if (i + 1 == last) out = output;
         else if (runs_in_place(l) && cur != input) out = (char *)cur;
         else out = cur == m->buffer[0] ? m->buffer[1] : m->buffer[0];
-        run_step r = {m, l, cur, out};
+        run_step r = {m, l, cur, out, false};
         if (l->kind == LUNET_LAYER_LINEAR) run_linear(&r, batch);
         else if (l->kind == LUNET_LAYER_QLINEAR || l->kind == LUNET_LAYER_LINEAR_DYNAMIC) run_qlinear(&r, batch);
         else if (l->kind == LUNET_LAYER_CONV2D || l->kind == LUNET_LAYER_QCONV2D)

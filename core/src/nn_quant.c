@@ -5,6 +5,7 @@
  */
 #include "quant.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* ---- parameters --------------------------------------------------------------------------------- */
@@ -154,16 +155,24 @@ lunet_status lunet_quantize_bias(lunet_tensor **out, const lunet_tensor *bias, f
 
 /* ---- layers ------------------------------------------------------------------------------------------ */
 
+/* rows (o x c*h*w) with each row's (C, H, W) block laid channels-last: (H, W, C). */
+static void rows_to_channels_last(int8_t *dst, const int8_t *src, int64_t o, const int64_t chw[3]) {
+    int64_t hw = chw[1] * chw[2], k = chw[0] * hw;
+    for (int64_t r = 0; r < o; r++)
+        lunet__u8_to_channels_last((uint8_t *)dst + r * k, (const uint8_t *)src + r * k, chw[0], hw);
+}
+
 lunet_status lunet__qlayer_prepare(lunet__qlayer *q, const lunet_tensor *weight, const lunet_tensor *scale,
-                                   const lunet_tensor *bias, int weight_ndim, bool conv, lunet_qparams x, float y_scale,
-                                   const char *op) {
+                                   const lunet_tensor *bias, int weight_ndim, const int64_t chw[3], lunet_qparams x,
+                                   float y_scale, const char *op) {
     char sw[LUNET__SHAPE_BUF], sb[LUNET__SHAPE_BUF];
     bool dynamic = !(y_scale > 0);
     LUNET_TRY(check_dtype(weight, LUNET_DTYPE_I8, op, "weight"));
     if (weight->ndim != weight_ndim || weight->shape[0] < 1)
         return lunet__fail(LUNET_ERR_SHAPE, "%s: weight %s must have %d dims and at least one output channel", op,
                            lunet__shape_str(sw, sizeof sw, weight), weight_ndim);
-    int64_t o = weight->shape[0];
+    int64_t o = weight->shape[0], k = weight->numel / o;
+    LUNET_ASSERT(!chw || chw[0] * chw[1] * chw[2] == k);
     LUNET_TRY(check_scale(scale, o, op));
     if (bias) {
         LUNET_TRY(check_dtype(bias, dynamic ? LUNET_DTYPE_F32 : LUNET_DTYPE_I32, op, "bias"));
@@ -172,14 +181,22 @@ lunet_status lunet__qlayer_prepare(lunet__qlayer *q, const lunet_tensor *weight,
                                lunet__shape_str(sb, sizeof sb, bias), (long long)o);
     }
     lunet_tensor *w = NULL, *sc = NULL, *b = NULL;
+    int8_t *permuted = NULL;
     lunet_status s = lunet__contiguous_nograd(&w, weight);
     if (s == LUNET_OK) s = lunet__contiguous_nograd(&sc, scale);
     if (s == LUNET_OK && bias) s = lunet__contiguous_nograd(&b, bias);
+    if (s == LUNET_OK && chw) {
+        permuted = malloc((size_t)weight->numel);
+        if (!permuted) s = lunet__nomem(op);
+        else rows_to_channels_last(permuted, (const int8_t *)lunet__data(w), o, chw);
+    }
     if (s == LUNET_OK) {
         const void *bias_data = b ? lunet__data(b) : NULL;
-        s = lunet__qlayer_init(q, (const int8_t *)lunet__data(w), o, weight->numel / o, conv, dynamic ? NULL : bias_data,
-                               dynamic ? bias_data : NULL, (const float *)lunet__data(sc), x.scale, x.zero_point, y_scale);
+        s = lunet__qlayer_init(q, permuted ? permuted : (const int8_t *)lunet__data(w), o, k,
+                               dynamic ? NULL : bias_data, dynamic ? bias_data : NULL, (const float *)lunet__data(sc),
+                               x.scale, x.zero_point, y_scale);
     }
+    free(permuted);
     lunet_tensor_release(w);
     lunet_tensor_release(sc);
     lunet_tensor_release(b);
@@ -206,12 +223,12 @@ lunet_status lunet_qlinear(lunet_tensor **out, const lunet_tensor *x, lunet_qpar
     LUNET_TRY(lunet_qparams_check(xq, "qlinear input"));
     LUNET_TRY(check_dtype(x, LUNET_DTYPE_U8, "qlinear", "input"));
     lunet__qlayer q;
-    LUNET_TRY(lunet__qlayer_prepare(&q, l->weight, l->scale, l->bias, 2, false, xq, l->output.scale, "qlinear"));
+    LUNET_TRY(lunet__qlayer_prepare(&q, l->weight, l->scale, l->bias, 2, NULL, xq, l->output.scale, "qlinear"));
     lunet_tensor *xc = NULL, *y = NULL;
     lunet_status s = linear_output(&y, x, q.k, q.channels, LUNET_DTYPE_U8, "qlinear");
     if (s == LUNET_OK) s = lunet__contiguous_nograd(&xc, x);
     if (s == LUNET_OK) {
-        lunet__epilogue e = lunet__static_epilogue(&q, l->output, l->relu, false);
+        lunet__epilogue e = lunet__static_epilogue(&q, l->output, l->relu);
         lunet__qlinear_rows(&q, &e, (const uint8_t *)lunet__data(xc), q.k ? x->numel / q.k : 0, lunet__data(y));
     }
     lunet_tensor_release(xc);
@@ -229,24 +246,35 @@ lunet_status lunet_qconv2d(lunet_tensor **out, const lunet_tensor *x, lunet_qpar
     if (x->ndim != 4)
         return lunet__fail(LUNET_ERR_SHAPE, "qconv2d: input must be (N, C, H, W), got %s", lunet__shape_str(sx, sizeof sx, x));
     if (params->groups != 1) return lunet__fail(LUNET_ERR_ARG, "qconv2d: groups must be 1, not %lld", (long long)params->groups);
+    const int64_t *ws = l->weight->shape; /* (O, C, KH, KW) once prepare has checked it */
     lunet__qlayer q;
-    LUNET_TRY(lunet__qlayer_prepare(&q, l->weight, l->scale, l->bias, 4, true, xq, l->output.scale, "qconv2d"));
+    LUNET_TRY(lunet__qlayer_prepare(&q, l->weight, l->scale, l->bias, 4, l->weight->ndim == 4 ? ws + 1 : NULL, xq,
+                                    l->output.scale, "qconv2d"));
     lunet__conv_geometry g;
-    lunet_status s = lunet__conv_geometry_of(&g, x->shape, l->weight->shape, params);
-    size_t cols_bytes = s == LUNET_OK ? lunet__qconv_cols_bytes(&g) : 0;
-    uint8_t *cols = cols_bytes ? lunet__alloc(cols_bytes) : NULL;
-    if (s == LUNET_OK && cols_bytes && !cols) s = lunet__nomem("qconv2d");
+    lunet_status s = lunet__conv_geometry_of(&g, x->shape, ws, params);
+    if (s != LUNET_OK) {
+        lunet__qlayer_free(&q);
+        return s;
+    }
+    /* The kernel works on channels-last images: each image goes through it between two
+     * transposes, in a scratch of the unfolded rows, the image and its output. */
+    int64_t in_img = g.c * g.h * g.w, out_img = g.o * g.col_cols;
+    size_t cols_bytes = lunet__qconv_cols_bytes(&g), scratch_bytes = cols_bytes + (size_t)(in_img + out_img);
+    uint8_t *scratch = lunet__alloc(scratch_bytes);
     lunet_tensor *xc = NULL, *y = NULL;
+    if (!scratch) s = lunet__nomem("qconv2d");
     if (s == LUNET_OK) s = lunet__contiguous_nograd(&xc, x);
     if (s == LUNET_OK) s = lunet__tensor_new(&y, LUNET_DTYPE_U8, 4, (int64_t[]){x->shape[0], g.o, g.oh, g.ow}, "qconv2d");
     if (s == LUNET_OK) {
-        lunet__epilogue e = lunet__static_epilogue(&q, l->output, l->relu, true);
-        int64_t in_img = g.c * g.h * g.w, out_img = g.o * g.oh * g.ow;
-        for (int64_t n = 0; n < x->shape[0]; n++)
-            lunet__qconv2d_image(&g, &q, &e, (const uint8_t *)lunet__data(xc) + n * in_img, xq.zero_point,
-                                 (uint8_t *)lunet__data(y) + n * out_img, cols);
+        lunet__epilogue e = lunet__static_epilogue(&q, l->output, l->relu);
+        uint8_t *x_last = scratch + cols_bytes, *y_last = x_last + in_img;
+        for (int64_t n = 0; n < x->shape[0]; n++) {
+            lunet__u8_to_channels_last(x_last, (const uint8_t *)lunet__data(xc) + n * in_img, g.c, g.h * g.w);
+            lunet__qconv2d_image(&g, &q, &e, x_last, xq.zero_point, y_last, scratch);
+            lunet__u8_to_channels_first((uint8_t *)lunet__data(y) + n * out_img, y_last, g.o, g.col_cols);
+        }
     }
-    lunet__free(cols, cols_bytes);
+    lunet__free(scratch, scratch_bytes);
     lunet_tensor_release(xc);
     lunet__qlayer_free(&q);
     return lunet__hand_over(out, y, s);
@@ -257,7 +285,7 @@ lunet_status lunet_linear_dynamic(lunet_tensor **out, const lunet_tensor *x, con
     *out = NULL;
     LUNET_TRY(check_dtype(x, LUNET_DTYPE_F32, "linear_dynamic", "input"));
     lunet__qlayer q;
-    LUNET_TRY(lunet__qlayer_prepare(&q, weight, scale, bias, 2, false, (lunet_qparams){1.0f, 0}, 0, "linear_dynamic"));
+    LUNET_TRY(lunet__qlayer_prepare(&q, weight, scale, bias, 2, NULL, (lunet_qparams){1.0f, 0}, 0, "linear_dynamic"));
     int64_t in = q.k, rows = in ? x->numel / in : 0;
     lunet_tensor *xc = NULL, *y = NULL, *xq = NULL, *rs = NULL, *rz = NULL;
     lunet_status s = linear_output(&y, x, in, q.channels, LUNET_DTYPE_F32, "linear_dynamic");

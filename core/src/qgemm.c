@@ -43,14 +43,8 @@ void lunet__epilogue_run(const lunet__epilogue *e, const int32_t *acc, int64_t n
     }
     uint8_t *y = out;
     float lo = (float)(e->low - e->zero_point), hi = (float)(255 - e->zero_point);
-    if (e->channel_is_row) {
-        int32_t offset = e->offset[row];
-        float m = e->multiplier[row];
-        for (int64_t j = 0; j < n; j++) y[j] = requantize(add_wrap(acc[j], offset), m, lo, hi, e->zero_point);
-    } else {
-        for (int64_t j = 0; j < n; j++)
-            y[j] = requantize(add_wrap(acc[j], e->offset[col + j]), e->multiplier[col + j], lo, hi, e->zero_point);
-    }
+    for (int64_t j = 0; j < n; j++)
+        y[j] = requantize(add_wrap(acc[j], e->offset[col + j]), e->multiplier[col + j], lo, hi, e->zero_point);
 }
 
 /* ---- packing ----------------------------------------------------------------------------------------- */
@@ -101,8 +95,7 @@ static void tile_c(const lunet__qgemm *g, int64_t i0, int rows, int64_t p0, int 
                 for (int c = 0; c < 8; c++)
                     for (int t = 0; t < 4; t++) {
                         uint8_t bq = b[q * 32 + c * 4 + t];
-                        int32_t product = g->a_unsigned ? (int32_t)aq[t] * (int8_t)bq : (int8_t)aq[t] * (int32_t)bq;
-                        sum[r][8 * pp + c] += (uint32_t)product;
+                        sum[r][8 * pp + c] += (uint32_t)((int32_t)aq[t] * (int8_t)bq);
                     }
             }
         }
@@ -115,11 +108,10 @@ static void tile_c(const lunet__qgemm *g, int64_t i0, int rows, int64_t p0, int 
 #define AVX2_INLINE __attribute__((target("avx2"), always_inline)) static inline
 
 /* acc[r][p] += the products of row r's quad (broadcast in av) and panel p's quad bv[p]. */
-AVX2_INLINE void accumulate(__m256i acc[TILE_ROWS][TILE_PANELS], int r, __m256i av, const __m256i *bv, const int P,
-                            const bool a_unsigned) {
+AVX2_INLINE void accumulate(__m256i acc[TILE_ROWS][TILE_PANELS], int r, __m256i av, const __m256i *bv, const int P) {
     const __m256i ones = _mm256_set1_epi16(1);
     for (int p = 0; p < P; p++) {
-        __m256i pairs = a_unsigned ? _mm256_maddubs_epi16(av, bv[p]) : _mm256_maddubs_epi16(bv[p], av);
+        __m256i pairs = _mm256_maddubs_epi16(av, bv[p]);
         acc[r][p] = _mm256_add_epi32(acc[r][p], _mm256_madd_epi16(pairs, ones));
     }
 }
@@ -151,24 +143,22 @@ AVX2_INLINE void requantize_tile(const lunet__qgemm *g, __m256i acc[TILE_ROWS][T
     const lunet__epilogue *e = g->epilogue;
     const __m256 lo = _mm256_set1_ps((float)(e->low - e->zero_point)), hi = _mm256_set1_ps((float)(255 - e->zero_point));
     const __m256i zp16 = _mm256_set1_epi16((int16_t)e->zero_point);
+    __m256i off[TILE_PANELS];
+    __m256 m[TILE_PANELS];
+    for (int p = 0; p < P; p++) {
+        off[p] = _mm256_loadu_si256((const __m256i *)(e->offset + 8 * (p0 + p)));
+        m[p] = _mm256_loadu_ps(e->multiplier + 8 * (p0 + p));
+    }
     for (int r = 0; r < R; r++) {
-        int64_t row = i0 + r;
         __m256i q[TILE_PANELS];
-        for (int p = 0; p < P; p++) {
-            int64_t col = 8 * (p0 + p);
-            __m256i off = e->channel_is_row ? _mm256_set1_epi32(e->offset[row])
-                                            : _mm256_loadu_si256((const __m256i *)(e->offset + col));
-            __m256 m = e->channel_is_row ? _mm256_set1_ps(e->multiplier[row]) : _mm256_loadu_ps(e->multiplier + col);
-            q[p] = requantize8(acc[r][p], off, m, lo, hi);
-        }
-        store_u8(q, P, zp16, (uint8_t *)g->c + row * g->ldc + 8 * p0);
+        for (int p = 0; p < P; p++) q[p] = requantize8(acc[r][p], off[p], m[p], lo, hi);
+        store_u8(q, P, zp16, (uint8_t *)g->c + (i0 + r) * g->ldc + 8 * p0);
     }
 }
 
-/* One tile in registers, then through the epilogue into C.  R, P and a_unsigned are constants
- * after inlining, so each use below compiles to a kernel with its loops unrolled. */
-AVX2_INLINE void tile_avx2_body(const lunet__qgemm *g, int64_t i0, const int R, int64_t p0, const int P,
-                                const bool a_unsigned) {
+/* One tile in registers, then through the epilogue into C.  R and P are constants after
+ * inlining, so each use below compiles to a kernel with its loops unrolled. */
+AVX2_INLINE void tile_avx2_body(const lunet__qgemm *g, int64_t i0, const int R, int64_t p0, const int P) {
     int64_t quads = lunet__qk_quads(g->k), full = g->k / 4, lda = g->lda;
     __m256i acc[TILE_ROWS][TILE_PANELS];
     for (int r = 0; r < R; r++)
@@ -182,7 +172,7 @@ AVX2_INLINE void tile_avx2_body(const lunet__qgemm *g, int64_t i0, const int R, 
         for (int r = 0; r < R; r++) {
             int32_t word;
             memcpy(&word, a + r * lda + 4 * q, 4);
-            accumulate(acc, r, _mm256_set1_epi32(word), bv, P, a_unsigned);
+            accumulate(acc, r, _mm256_set1_epi32(word), bv, P);
         }
     }
     if (full < quads) { /* the last, partial quad of A: its missing bytes read as zero */
@@ -190,7 +180,7 @@ AVX2_INLINE void tile_avx2_body(const lunet__qgemm *g, int64_t i0, const int R, 
         bv[0] = _mm256_loadu_si256((const __m256i *)(b0 + full * 32));
         if (P > 1) bv[1] = _mm256_loadu_si256((const __m256i *)(b1 + full * 32));
         for (int r = 0; r < R; r++)
-            accumulate(acc, r, _mm256_set1_epi32((int32_t)quad_of(a + r * lda, full, g->k)), bv, P, a_unsigned);
+            accumulate(acc, r, _mm256_set1_epi32((int32_t)quad_of(a + r * lda, full, g->k)), bv, P);
     }
     /* Panels wholly inside C take the vector epilogue; the last, partial one and the dynamic
      * layers' f32 outputs go through lunet__epilogue_run. */
@@ -214,8 +204,7 @@ AVX2_INLINE void tile_avx2_body(const lunet__qgemm *g, int64_t i0, const int R, 
 
 #define TILE_CASE(R, P)                                                                    \
     case (R) * 4 + (P):                                                                    \
-        if (g->a_unsigned) tile_avx2_body(g, i0, R, p0, P, true);                          \
-        else tile_avx2_body(g, i0, R, p0, P, false);                                       \
+        tile_avx2_body(g, i0, R, p0, P);                                                   \
         break;
 
 __attribute__((target("avx2"))) static void tile_avx2(const lunet__qgemm *g, int64_t i0, int rows, int64_t p0,

@@ -1,7 +1,8 @@
 /*
  * quant.c: the int8 kernels other than the product itself (qgemm.c): quantizing and
- * dequantizing, preparing a layer's weights, Linear rows and Conv2d images through the
- * product, u8 max pooling, and the plain definitions the fast paths are tested against.
+ * dequantizing, preparing a layer's weights, Linear rows and channels-last Conv2d images
+ * through the product, u8 max pooling, and the plain definitions the fast paths are tested
+ * against.
  */
 #include "quant.h"
 
@@ -60,7 +61,7 @@ void lunet__qlayer_free(lunet__qlayer *q) {
     memset(q, 0, sizeof *q);
 }
 
-lunet_status lunet__qlayer_init(lunet__qlayer *q, const int8_t *w, int64_t channels, int64_t k, bool conv,
+lunet_status lunet__qlayer_init(lunet__qlayer *q, const int8_t *w, int64_t channels, int64_t k,
                                 const int32_t *bias_q, const float *fbias, const float *w_scale, float x_scale,
                                 int32_t x_zero_point, float y_scale) {
     memset(q, 0, sizeof *q);
@@ -70,8 +71,7 @@ lunet_status lunet__qlayer_init(lunet__qlayer *q, const int8_t *w, int64_t chann
                            (long long)k, INT32_MAX / (255 * 128));
     size_t nc = (size_t)(channels ? channels : 1);
     q->channels = channels, q->k = k;
-    q->k_padded = 4 * lunet__qk_quads(k);
-    q->weight_bytes = conv ? (size_t)(channels * q->k_padded) : lunet__qpacked_bytes(k, channels);
+    q->weight_bytes = lunet__qpacked_bytes(k, channels);
     q->weight = lunet__alloc(q->weight_bytes);
     q->offset = malloc(nc * sizeof *q->offset);
     q->wsum = malloc(nc * sizeof *q->wsum);
@@ -81,12 +81,7 @@ lunet_status lunet__qlayer_init(lunet__qlayer *q, const int8_t *w, int64_t chann
         lunet__qlayer_free(q);
         return lunet__nomem("int8");
     }
-    if (conv) {
-        memset(q->weight, 0, q->weight_bytes);
-        for (int64_t o = 0; o < channels; o++) memcpy(q->weight + o * q->k_padded, w + o * k, (size_t)k);
-    } else {
-        lunet__qpack_transposed(q->weight, w, channels, k);
-    }
+    lunet__qpack_transposed(q->weight, w, channels, k);
     for (int64_t o = 0; o < channels; o++) {
         int32_t sum = 0;
         for (int64_t i = 0; i < k; i++) sum += w[o * k + i];
@@ -106,32 +101,47 @@ lunet_status lunet__qlayer_init(lunet__qlayer *q, const int8_t *w, int64_t chann
 }
 
 void lunet__qlinear_rows(const lunet__qlayer *q, const lunet__epilogue *e, const uint8_t *x, int64_t rows, void *y) {
-    lunet__qgemm g = {.m = rows, .n = q->channels, .k = q->k, .a = x, .lda = q->k, .a_unsigned = true,
+    lunet__qgemm g = {.m = rows, .n = q->channels, .k = q->k, .a = x, .lda = q->k,
                       .b = q->weight, .epilogue = e, .c = y, .ldc = q->channels, .kernel = q->kernel};
     lunet__qgemm_rows(&g, 0, rows);
 }
 
-/* ---- convolution --------------------------------------------------------------------------------------- */
+/* ---- channels-last images ------------------------------------------------------------------------------ */
 
-/* The scratch holds the packed unfolded image, then four unfolded rows on their way into it. */
-size_t lunet__qconv_cols_bytes(const lunet__conv_geometry *g) {
-    return lunet__qpacked_bytes(g->col_rows, g->col_cols) + 32 * (size_t)lunet__qpanels(g->col_cols) +
-           16; /* + copy_row's slack */
+void lunet__u8_to_channels_last(uint8_t *dst, const uint8_t *src, int64_t c, int64_t hw) {
+    for (int64_t p = 0; p < hw; p++)
+        for (int64_t ch = 0; ch < c; ch++) dst[p * c + ch] = src[ch * hw + p];
 }
 
-/* Copies n bytes from src to dst.  Rows of a small image are shorter than a memcpy call is
- * worth: 16 to 32 bytes move as two overlapping 16-byte loads and stores; fewer as one when
- * the source has 16 bytes before `end`, dst then being written up to 16 bytes on (the scratch
- * has that slack, and whatever lands past the row is overwritten by what follows it). */
-static inline void copy_row(uint8_t *dst, const uint8_t *src, int64_t n, const uint8_t *end) {
+void lunet__u8_to_channels_first(uint8_t *dst, const uint8_t *src, int64_t c, int64_t hw) {
+    for (int64_t ch = 0; ch < c; ch++)
+        for (int64_t p = 0; p < hw; p++) dst[ch * hw + p] = src[p * c + ch];
+}
+
+/* ---- convolution --------------------------------------------------------------------------------------- */
+
+/* Bytes of one unfolded row: the receptive field rounded up to whole quads. */
+static int64_t unfolded_row_bytes(const lunet__conv_geometry *g) { return 4 * lunet__qk_quads(g->col_rows); }
+
+size_t lunet__qconv_cols_bytes(const lunet__conv_geometry *g) {
+    return (size_t)(g->col_cols * unfolded_row_bytes(g)) + 16; /* + copy_run's slack */
+}
+
+/* Copies a run of n bytes from src to dst.  Runs (a kernel row's KW * C bytes, or one pixel's
+ * C) are shorter than a memcpy call is worth: 16 bytes or more move 16 at a time, the last 16
+ * overlapping the ones before; fewer move as one 16-byte load and store when the image has
+ * 16 bytes from src on (before `end`), dst then being written up to 16 bytes on.  The scratch
+ * has that slack, and the unfolding writes in address order, so whatever lands past the run
+ * is overwritten by what follows it. */
+static inline void copy_run(uint8_t *dst, const uint8_t *src, int64_t n, const uint8_t *end) {
 #ifdef __SSE2__
-    if (n >= 16 && n <= 32) {
-        __m128i head = _mm_loadu_si128((const __m128i *)src), tail = _mm_loadu_si128((const __m128i *)(src + n - 16));
-        _mm_storeu_si128((__m128i *)dst, head);
-        _mm_storeu_si128((__m128i *)(dst + n - 16), tail);
+    if (n >= 16) {
+        for (int64_t i = 0; i + 16 < n; i += 16)
+            _mm_storeu_si128((__m128i *)(dst + i), _mm_loadu_si128((const __m128i *)(src + i)));
+        _mm_storeu_si128((__m128i *)(dst + n - 16), _mm_loadu_si128((const __m128i *)(src + n - 16)));
         return;
     }
-    if (n < 16 && end - src >= 16) {
+    if (end - src >= 16) {
         _mm_storeu_si128((__m128i *)dst, _mm_loadu_si128((const __m128i *)src));
         return;
     }
@@ -141,155 +151,89 @@ static inline void copy_row(uint8_t *dst, const uint8_t *src, int64_t n, const u
     memcpy(dst, src, (size_t)n);
 }
 
-/* Unfolds rows [first, first + 4) of one u8 image into rows (4 x width): row kk = tap (c, ky,
- * kx) holds that tap for every output pixel, pad where it falls outside the image; rows past
- * col_rows and pixels past col_cols are zero (the packed product reads them).  The output
- * rows whose taps all lie inside the image (the common case) go without per-row checks. */
-static void unfold_quad(const lunet__conv_geometry *g, const uint8_t *x, uint8_t pad, int64_t first, uint8_t *rows,
-                        int64_t width) {
-    const uint8_t *end = x + g->c * g->h * g->w;
-    int64_t c = first / (g->kh * g->kw), ky = first / g->kw % g->kh, kx = first % g->kw;
-    for (int64_t kk = first; kk < first + 4; kk++, rows += width) {
-        if (kk >= g->col_rows) {
-            memset(rows, 0, (size_t)width);
-            continue;
-        }
-        const uint8_t *plane = x + c * g->h * g->w;
-        int64_t x0 = kx * g->dw - g->pw; /* input column of output column 0 */
-        bool plain = g->sw == 1 && x0 >= 0 && x0 + g->ow <= g->w;
-        for (int64_t oy = 0; oy < g->oh; oy++) {
-            uint8_t *dst = rows + oy * g->ow;
-            int64_t iy = oy * g->sh - g->ph + ky * g->dh;
-            if (iy < 0 || iy >= g->h) {
-                memset(dst, pad, (size_t)g->ow);
-            } else if (plain) {
-                copy_row(dst, plane + iy * g->w + x0, g->ow, end);
-            } else {
-                const uint8_t *src = plane + iy * g->w;
-                for (int64_t ox = 0; ox < g->ow; ox++) {
-                    int64_t ix = ox * g->sw + x0;
-                    dst[ox] = ix >= 0 && ix < g->w ? src[ix] : pad;
+/* Unfolds one channels-last image into rows of row_bytes: row p holds output pixel p's
+ * receptive field in (ky, kx, c) order (pad where it falls outside the image), then zeros up
+ * to row_bytes.  A kernel row whose taps are adjacent pixels inside the image (the common
+ * case) is one contiguous run of KW * C bytes. */
+static void unfold_image(const lunet__conv_geometry *g, const uint8_t *x, uint8_t pad, uint8_t *cols,
+                         int64_t row_bytes) {
+    const uint8_t *end = x + g->h * g->w * g->c;
+    int64_t c = g->c, run = g->kw * c;
+    for (int64_t oy = 0; oy < g->oh; oy++)
+        for (int64_t ox = 0; ox < g->ow; ox++, cols += row_bytes) {
+            int64_t x0 = ox * g->sw - g->pw; /* input column of tap kx = 0 */
+            bool one_run = g->dw == 1 && x0 >= 0 && x0 + g->kw <= g->w;
+            uint8_t *dst = cols;
+            for (int64_t ky = 0; ky < g->kh; ky++, dst += run) {
+                int64_t iy = oy * g->sh - g->ph + ky * g->dh;
+                if (iy < 0 || iy >= g->h) {
+                    memset(dst, pad, (size_t)run);
+                    continue;
+                }
+                const uint8_t *src = x + iy * g->w * c;
+                if (one_run) {
+                    copy_run(dst, src + x0 * c, run, end);
+                    continue;
+                }
+                for (int64_t kx = 0; kx < g->kw; kx++) {
+                    int64_t ix = x0 + kx * g->dw;
+                    if (ix >= 0 && ix < g->w) copy_run(dst + kx * c, src + ix * c, c, end);
+                    else memset(dst + kx * c, pad, (size_t)c);
                 }
             }
+            memset(cols + g->col_rows, 0, (size_t)(row_bytes - g->col_rows));
         }
-        memset(rows + g->col_cols, 0, (size_t)(width - g->col_cols));
-        if (++kx == g->kw) { /* the next tap without dividing */
-            kx = 0;
-            if (++ky == g->kh) ky = 0, c++;
-        }
-    }
-}
-
-/* Packs four unfolded rows (4 x width, width a multiple of 8) as quad q of every panel: for
- * each panel of 8 pixels, pixel c's four bytes at 4c. */
-static void pack_quad(uint8_t *packed, const uint8_t *rows, int64_t q, int64_t quads, int64_t width) {
-    for (int64_t p = 0; p < width / 8; p++) {
-        uint8_t *dst = packed + (p * quads + q) * 32;
-#ifdef __SSE2__
-        __m128i r0 = _mm_loadl_epi64((const __m128i *)(rows + 8 * p));
-        __m128i r1 = _mm_loadl_epi64((const __m128i *)(rows + width + 8 * p));
-        __m128i r2 = _mm_loadl_epi64((const __m128i *)(rows + 2 * width + 8 * p));
-        __m128i r3 = _mm_loadl_epi64((const __m128i *)(rows + 3 * width + 8 * p));
-        __m128i r01 = _mm_unpacklo_epi8(r0, r1), r23 = _mm_unpacklo_epi8(r2, r3);
-        _mm_storeu_si128((__m128i *)dst, _mm_unpacklo_epi16(r01, r23));
-        _mm_storeu_si128((__m128i *)(dst + 16), _mm_unpackhi_epi16(r01, r23));
-#else
-        for (int c = 0; c < 8; c++)
-            for (int t = 0; t < 4; t++) dst[4 * c + t] = rows[t * width + 8 * p + c];
-#endif
-    }
 }
 
 void lunet__qconv2d_image(const lunet__conv_geometry *g, const lunet__qlayer *q, const lunet__epilogue *e,
                           const uint8_t *x_img, int32_t x_zero_point, void *y_img, uint8_t *cols) {
     LUNET_ASSERT(g->groups == 1);
-    int64_t quads = lunet__qk_quads(g->col_rows), width = 8 * lunet__qpanels(g->col_cols);
-    /* Quad by quad, so that the four unfolded rows are still in L1 when they are packed. */
-    uint8_t *rows = cols + lunet__qpacked_bytes(g->col_rows, g->col_cols);
-    for (int64_t qd = 0; qd < quads; qd++) {
-        unfold_quad(g, x_img, (uint8_t)x_zero_point, 4 * qd, rows, width);
-        pack_quad(cols, rows, qd, quads, width);
-    }
-    /* K runs to 4 quads: the weight rows and the unfolded rows are both zero past col_rows, so
-     * every quad is whole and the kernel never takes its partial-quad path. */
-    lunet__qgemm gm = {.m = g->o, .n = g->col_cols, .k = 4 * quads, .a = q->weight, .lda = q->k_padded,
-                       .a_unsigned = false, .b = cols, .epilogue = e, .c = y_img, .ldc = g->col_cols,
-                       .kernel = q->kernel};
-    lunet__qgemm_rows(&gm, 0, g->o);
+    int64_t row_bytes = unfolded_row_bytes(g);
+    unfold_image(g, x_img, (uint8_t)x_zero_point, cols, row_bytes);
+    /* K runs to whole quads: the rows are zero past col_rows and so is the packed weight, so
+     * the kernel never takes its partial-quad path. */
+    lunet__qgemm gm = {.m = g->col_cols, .n = g->o, .k = row_bytes, .a = cols, .lda = row_bytes, .b = q->weight,
+                       .epilogue = e, .c = y_img, .ldc = g->o, .kernel = q->kernel};
+    lunet__qgemm_rows(&gm, 0, g->col_cols);
 }
 
 /* ---- pooling ---------------------------------------------------------------------------------------------- */
 
+/* out[i] = max(out[i], in[i]) for the n channels of a pixel: 16 at a time when there are 16
+ * or more, the last 16 overlapping the ones before (max is idempotent). */
+static inline void max_into(uint8_t *restrict out, const uint8_t *restrict in, int64_t n) {
 #ifdef __SSE2__
-/* 2x2 maxima of the byte pairs of v (the rows' maximum), as 16-bit lanes: low byte against high. */
-static inline __m128i max_of_pairs(__m128i v) {
-    __m128i pairs = _mm_max_epi16(_mm_and_si128(v, _mm_set1_epi16(0xff)), _mm_srli_epi16(v, 8));
-    return _mm_packus_epi16(pairs, pairs);
-}
-
-/* One output row from input rows r0 and r1, `step` outputs (8 or 4) at a time from 2 * step
- * bytes of each row; the last step overlaps the ones before rather than reading past 2 ow <=
- * w bytes. */
-static inline void max_pool_2x2_row(uint8_t *out, const uint8_t *r0, const uint8_t *r1, int64_t ow, int64_t step) {
-    for (int64_t ox = 0;; ox += step) {
-        if (ox > ow - step) ox = ow - step;
-        if (step == 8) {
-            __m128i v = _mm_max_epu8(_mm_loadu_si128((const __m128i *)(r0 + 2 * ox)),
-                                     _mm_loadu_si128((const __m128i *)(r1 + 2 * ox)));
-            _mm_storel_epi64((__m128i *)(out + ox), max_of_pairs(v));
-        } else {
-            __m128i v = _mm_max_epu8(_mm_loadl_epi64((const __m128i *)(r0 + 2 * ox)),
-                                     _mm_loadl_epi64((const __m128i *)(r1 + 2 * ox)));
-            int32_t four = _mm_cvtsi128_si32(max_of_pairs(v));
-            memcpy(out + ox, &four, 4);
+    if (n >= 16) {
+        for (int64_t i = 0;; i += 16) {
+            if (i > n - 16) i = n - 16;
+            __m128i *o = (__m128i *)(out + i);
+            _mm_storeu_si128(o, _mm_max_epu8(_mm_loadu_si128(o), _mm_loadu_si128((const __m128i *)(in + i))));
+            if (i == n - 16) return;
         }
-        if (ox == ow - step) return;
     }
-}
 #endif
-
-/* The common case, 2x2 windows at stride 2 with no padding or dilation: rows of at least four
- * outputs run in SSE2, shorter ones one output at a time. */
-static void max_pool_2x2_u8(const lunet__pool_geometry *g, uint8_t *restrict y, const uint8_t *restrict x) {
-    for (int64_t p = 0; p < g->planes; p++)
-        for (int64_t oy = 0; oy < g->oh; oy++) {
-            const uint8_t *r0 = x + (p * g->h + 2 * oy) * g->w, *r1 = r0 + g->w;
-            uint8_t *out = y + (p * g->oh + oy) * g->ow;
-#ifdef __SSE2__
-            if (g->ow >= 4) {
-                max_pool_2x2_row(out, r0, r1, g->ow, g->ow >= 8 ? 8 : 4);
-                continue;
-            }
-#endif
-            for (int64_t ox = 0; ox < g->ow; ox++) {
-                uint8_t a = r0[2 * ox] > r0[2 * ox + 1] ? r0[2 * ox] : r0[2 * ox + 1];
-                uint8_t b = r1[2 * ox] > r1[2 * ox + 1] ? r1[2 * ox] : r1[2 * ox + 1];
-                out[ox] = a > b ? a : b;
-            }
-        }
+    for (int64_t i = 0; i < n; i++) out[i] = in[i] > out[i] ? in[i] : out[i];
 }
 
-void lunet__max_pool2d_u8(const lunet__pool_geometry *g, uint8_t *y, const uint8_t *x) {
-    if (g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->ph == 0 && g->pw == 0 && g->dh == 1 && g->dw == 1 &&
-        2 * g->oh <= g->h && 2 * g->ow <= g->w) {
-        max_pool_2x2_u8(g, y, x);
-        return;
-    }
-    for (int64_t p = 0; p < g->planes; p++) {
-        const uint8_t *plane = x + p * g->h * g->w;
+void lunet__max_pool2d_u8(const lunet__pool_geometry *g, int64_t images, int64_t channels, uint8_t *y,
+                          const uint8_t *x) {
+    int64_t c = channels;
+    for (int64_t n = 0; n < images; n++) {
+        const uint8_t *img = x + n * g->h * g->w * c;
         for (int64_t oy = 0; oy < g->oh; oy++)
-            for (int64_t ox = 0; ox < g->ow; ox++) {
+            for (int64_t ox = 0; ox < g->ow; ox++, y += c) {
+                /* u8 values are >= 0, so starting from 0 gives the maximum of the taps inside the
+                 * image (and 0 for a window wholly in the padding). */
+                memset(y, 0, (size_t)c);
                 int64_t y0 = oy * g->sh - g->ph, x0 = ox * g->sw - g->pw;
-                int best = -1;
                 for (int64_t ki = 0; ki < g->kh; ki++) {
                     int64_t iy = y0 + ki * g->dh;
                     if (iy < 0 || iy >= g->h) continue;
                     for (int64_t kj = 0; kj < g->kw; kj++) {
                         int64_t ix = x0 + kj * g->dw;
-                        if (ix >= 0 && ix < g->w && plane[iy * g->w + ix] > best) best = plane[iy * g->w + ix];
+                        if (ix >= 0 && ix < g->w) max_into(y, img + (iy * g->w + ix) * c, c);
                     }
                 }
-                *y++ = (uint8_t)(best < 0 ? 0 : best);
             }
     }
 }
@@ -325,6 +269,6 @@ void lunet__qconv2d_reference(const lunet__conv_geometry *g, const lunet__epilog
                         }
                 int32_t acc = (int32_t)sum;
                 int64_t p = oy * g->ow + ox;
-                lunet__epilogue_run(e, &acc, 1, o, p, (char *)y_img + (size_t)(o * g->col_cols + p) * elem);
+                lunet__epilogue_run(e, &acc, 1, p, o, (char *)y_img + (size_t)(o * g->col_cols + p) * elem);
             }
 }

@@ -70,7 +70,7 @@ static bool linear_matches(lunet__qkernel kernel, const uint8_t *x, const int8_t
     bool dynamic = output == OUT_F32_RELU || output == OUT_F32;
     float x_scale = 0.02f, y_scale = output == OUT_U8_RELU ? 0.05f : 0.5f;
     int32_t x_zp = 17;
-    if (lunet__qlayer_init(&q, w, channels, k, false, dynamic ? NULL : d->bias, dynamic ? d->fbias : NULL, d->w_scale,
+    if (lunet__qlayer_init(&q, w, channels, k, dynamic ? NULL : d->bias, dynamic ? d->fbias : NULL, d->w_scale,
                            x_scale, x_zp, dynamic ? 0 : y_scale) != LUNET_OK)
         return false;
     q.kernel = kernel;
@@ -78,7 +78,7 @@ static bool linear_matches(lunet__qkernel kernel, const uint8_t *x, const int8_t
     int32_t row_zp[64];
     for (int64_t r = 0; r < rows; r++) row_scale[r] = 0.01f * (float)(r + 1), row_zp[r] = (int32_t)(r * 7 % 256);
     lunet__epilogue e = dynamic ? lunet__dynamic_epilogue(&q, row_scale, row_zp, output == OUT_F32_RELU)
-                                : lunet__static_epilogue(&q, (lunet_qparams){y_scale, 100}, output == OUT_U8_RELU, false);
+                                : lunet__static_epilogue(&q, (lunet_qparams){y_scale, 100}, output == OUT_U8_RELU);
     size_t bytes = (size_t)(rows * channels) * lunet__epilogue_elem(&e);
     char *fast = malloc(bytes + 1), *slow = malloc(bytes + 1);
     memset(fast, 0xAB, bytes + 1);
@@ -143,52 +143,64 @@ static void test_linear_extremes(void) {
     }
 }
 
-/* A convolution's fast path (unfold into packed columns, product, epilogue) against its
- * definition. */
+/* A convolution's fast path (channels-last: unfold, product, epilogue) against its definition
+ * on the channels-first image: w_last is w (O, C, KH, KW) laid (O, KH, KW, C), as the layer
+ * prepares it. */
 static bool conv_matches(lunet__qkernel kernel, const lunet__conv_geometry *g, const uint8_t *x, const int8_t *w,
-                         const epilogue_data *d, int32_t x_zp, bool relu) {
+                         const int8_t *w_last, const epilogue_data *d, int32_t x_zp, bool relu) {
     lunet__qlayer q;
-    if (lunet__qlayer_init(&q, w, g->o, g->col_rows, true, d->bias, NULL, d->w_scale, 0.03f, x_zp, 0.7f) != LUNET_OK)
+    if (lunet__qlayer_init(&q, w_last, g->o, g->col_rows, d->bias, NULL, d->w_scale, 0.03f, x_zp, 0.7f) != LUNET_OK)
         return false;
     q.kernel = kernel;
-    lunet__epilogue e = lunet__static_epilogue(&q, (lunet_qparams){0.7f, 60}, relu, true);
-    size_t bytes = (size_t)(g->o * g->oh * g->ow);
-    char *fast = malloc(bytes), *slow = malloc(bytes);
+    lunet__epilogue e = lunet__static_epilogue(&q, (lunet_qparams){0.7f, 60}, relu);
+    int64_t in_bytes = g->c * g->h * g->w, out_bytes = g->o * g->col_cols;
+    uint8_t *x_last = malloc((size_t)in_bytes), *y_last = malloc((size_t)out_bytes + 1);
+    uint8_t *fast = malloc((size_t)out_bytes), *slow = malloc((size_t)out_bytes);
     uint8_t *cols = lunet__alloc(lunet__qconv_cols_bytes(g));
-    lunet__qconv2d_image(g, &q, &e, x, x_zp, fast, cols);
+    lunet__u8_to_channels_last(x_last, x, g->c, g->h * g->w);
+    y_last[out_bytes] = 0xAB;
+    lunet__qconv2d_image(g, &q, &e, x_last, x_zp, y_last, cols);
+    lunet__u8_to_channels_first(fast, y_last, g->o, g->col_cols);
     lunet__qconv2d_reference(g, &e, x, x_zp, w, slow);
-    bool same = memcmp(fast, slow, bytes) == 0;
+    bool same = memcmp(fast, slow, (size_t)out_bytes) == 0 && y_last[out_bytes] == 0xAB;
     lunet__free(cols, lunet__qconv_cols_bytes(g));
+    free(x_last);
+    free(y_last);
     free(fast);
     free(slow);
     lunet__qlayer_free(&q);
     return same;
 }
 
+/* Random geometries (stride, padding, dilation), 1 to 20 channels so that the unfolded runs
+ * take every copy path (under and over 16 bytes, near the image's end or not). */
 static void test_conv_random_shapes(void) {
     epilogue_data d;
-    for (int trial = 0; trial < 40; trial++) {
-        int64_t c = pick(1, 6), o = pick(1, 40), h = pick(3, 13), wd = pick(3, 13);
+    for (int trial = 0; trial < 60; trial++) {
+        int64_t c = trial % 3 == 0 ? pick(1, 3) : pick(1, 20), o = pick(1, 40), h = pick(3, 13), wd = pick(3, 13);
         int64_t kh = pick(1, 3), kw = pick(1, 3);
         lunet_conv2d_params p = {.stride = {pick(1, 2), pick(1, 2)}, .padding = {pick(0, 1), pick(0, 1)},
-                                 .dilation = {pick(1, 2), 1}, .groups = 1};
-        int64_t xs[4] = {1, c, h, wd}, ws[4] = {o, c, kh, kw};
+                                 .dilation = {pick(1, 2), pick(1, 2)}, .groups = 1};
+        int64_t xs[4] = {1, c, h, wd}, ws[4] = {o, c, kh, kw}, k = c * kh * kw;
         lunet__conv_geometry g;
         if (lunet__conv_geometry_of(&g, xs, ws, &p) != LUNET_OK) continue;
         uint8_t *x = malloc((size_t)(c * h * wd));
-        int8_t *w = malloc((size_t)(o * c * kh * kw));
+        int8_t *w = malloc((size_t)(o * k)), *w_last = malloc((size_t)(o * k));
         bool extreme = trial % 4 == 3;
         fill_u8(x, c * h * wd, extreme ? FILL_MAX : FILL_RANDOM);
-        fill_s8(w, o * c * kh * kw, trial % 2 ? 63 : 127, extreme ? FILL_MIN : FILL_RANDOM);
+        fill_s8(w, o * k, trial % 2 ? 63 : 127, extreme ? FILL_MIN : FILL_RANDOM);
+        for (int64_t r = 0; r < o; r++)
+            lunet__u8_to_channels_last((uint8_t *)w_last + r * k, (const uint8_t *)w + r * k, c, kh * kw);
         random_epilogue_data(&d, o);
         lunet__qkernel kernels[2];
-        int nk = kernels_for(kernels, w, o, c * kh * kw, false);
+        int nk = kernels_for(kernels, w_last, o, k, false);
         for (int i = 0; i < nk; i++) {
-            CHECK(conv_matches(kernels[i], &g, x, w, &d, (int32_t)pick(0, 255), trial % 3 == 0));
-            CHECK(conv_matches(kernels[i], &g, x, w, &d, 0, trial % 3 != 0));
+            CHECK(conv_matches(kernels[i], &g, x, w, w_last, &d, (int32_t)pick(0, 255), trial % 3 == 0));
+            CHECK(conv_matches(kernels[i], &g, x, w, w_last, &d, 0, trial % 3 != 0));
         }
         free(x);
         free(w);
+        free(w_last);
     }
 }
 
@@ -217,35 +229,45 @@ static void test_quantize_rounding(void) {
     CHECK(rs == 4.0f / 255.0f && rz == 64 && rq[0] == 0 && rq[1] == 64 && rq[3] == 255);
 }
 
-/* The 2x2 fast path (SSE2: eight or four outputs at a time, the last step overlapping) against
- * the window maxima by definition, on rows of every width from 2 to 40 (odd ones leave a
- * column out), heights that leave a row out, and several planes at once. */
+/* Pooling channels-last images (16 channels at a time, the last 16 overlapping, or one at a
+ * time under 16) against the window maxima by definition: 2x2 windows on every width from 2
+ * to 12 and heights that leave a row or column out, then 3x3 windows with stride 2, padding
+ * and dilation, for channel counts around the 16-byte step, two images at once. */
 static void test_max_pool_u8(void) {
-    enum { MAX_W = 40, MAX_H = 7, PLANES = 3 };
-    uint8_t x[PLANES * MAX_H * MAX_W], y[PLANES * MAX_H * MAX_W];
-    lunet_pool2d_params p = {.kernel = {2, 2}, .stride = {2, 2}, .dilation = {1, 1}};
-    for (int64_t h = 2; h <= MAX_H; h++)
-        for (int64_t w = 2; w <= MAX_W; w++) {
-            lunet__pool_geometry g;
-            CHECK_OK(lunet__pool_geometry_of(&g, h, w, &p, "max_pool2d"));
-            g.planes = PLANES;
-            fill_u8(x, PLANES * h * w, FILL_RANDOM);
-            memset(y, 0xAA, sizeof y);
-            lunet__max_pool2d_u8(&g, y, x);
-            int wrong = 0;
-            for (int64_t pl = 0; pl < PLANES; pl++)
-                for (int64_t oy = 0; oy < h / 2; oy++)
-                    for (int64_t ox = 0; ox < w / 2; ox++) {
-                        const uint8_t *base = x + (pl * h + 2 * oy) * w + 2 * ox;
-                        int m = base[0];
-                        m = base[1] > m ? base[1] : m;
-                        m = base[w] > m ? base[w] : m;
-                        m = base[w + 1] > m ? base[w + 1] : m;
-                        wrong += y[(pl * (h / 2) + oy) * (w / 2) + ox] != m;
-                    }
-            CHECK(wrong == 0);
-            CHECK(y[PLANES * (h / 2) * (w / 2)] == 0xAA); /* nothing written past the output */
-        }
+    enum { MAX_W = 12, MAX_H = 7, IMAGES = 2, MAX_C = 40 };
+    static uint8_t x[IMAGES * MAX_H * MAX_W * MAX_C], y[IMAGES * MAX_H * MAX_W * MAX_C + 1];
+    const int64_t channel_counts[] = {1, 3, 15, 16, 17, 32, 40};
+    lunet_pool2d_params two = {.kernel = {2, 2}, .stride = {2, 2}, .dilation = {1, 1}};
+    lunet_pool2d_params three = {.kernel = {3, 3}, .stride = {2, 2}, .padding = {1, 1}, .dilation = {1, 2}};
+    for (int kind = 0; kind < 2; kind++)
+        for (size_t ci = 0; ci < sizeof channel_counts / sizeof *channel_counts; ci++)
+            for (int64_t h = 2; h <= MAX_H; h++)
+                for (int64_t w = 2; w <= MAX_W; w++) {
+                    int64_t c = channel_counts[ci];
+                    lunet__pool_geometry g;
+                    if (lunet__pool_geometry_of(&g, h, w, kind ? &three : &two, "max_pool2d") != LUNET_OK) continue;
+                    fill_u8(x, IMAGES * h * w * c, FILL_RANDOM);
+                    int64_t out = IMAGES * g.oh * g.ow * c;
+                    y[out] = 0xAA;
+                    lunet__max_pool2d_u8(&g, IMAGES, c, y, x);
+                    int wrong = 0;
+                    for (int64_t n = 0; n < IMAGES; n++)
+                        for (int64_t oy = 0; oy < g.oh; oy++)
+                            for (int64_t ox = 0; ox < g.ow; ox++)
+                                for (int64_t ch = 0; ch < c; ch++) {
+                                    int best = 0;
+                                    for (int64_t ki = 0; ki < g.kh; ki++)
+                                        for (int64_t kj = 0; kj < g.kw; kj++) {
+                                            int64_t iy = oy * g.sh - g.ph + ki * g.dh, ix = ox * g.sw - g.pw + kj * g.dw;
+                                            if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+                                            int v = x[((n * h + iy) * w + ix) * c + ch];
+                                            best = v > best ? v : best;
+                                        }
+                                    wrong += y[((n * g.oh + oy) * g.ow + ox) * c + ch] != best;
+                                }
+                    CHECK(wrong == 0);
+                    CHECK(y[out] == 0xAA); /* nothing written past the output */
+                }
 }
 
 /* The tensor ops check what they are given. */
@@ -382,6 +404,69 @@ static void test_graph_equals_ops(void) {
     qcnn_free(&c);
 }
 
+/* Int8 images are channels-last inside the graph (model.h).  Two graphs that need them
+ * transposed give the ops' bits too: a convolution straight into a dequantize, and a pooling
+ * of the (channels-first) quantized input, a convolution, a flatten of the pixels only and a
+ * Linear layer over them. */
+static lunet_tensor *conv_to_dequantize_by_ops(const lunet_tensor *x, const void *ctx) {
+    const qcnn *c = ctx;
+    lunet_tensor *q = NULL, *h = NULL, *y = NULL;
+    lunet_qlayer_params l1 = {c->w1, c->s1, c->b1, c->a1, true};
+    lunet_quantize(&q, x, c->in);
+    lunet_qconv2d(&h, q, c->in, &l1, &qcnn_conv);
+    lunet_dequantize(&y, h, c->a1);
+    lunet_tensor_release(q);
+    lunet_tensor_release(h);
+    return y;
+}
+
+/* w3 here is (3, 16): a Linear layer over each channel's 4 x 4 pixels. */
+static lunet_tensor *pixels_linear_by_ops(const lunet_tensor *x, const void *ctx) {
+    const qcnn *c = ctx;
+    lunet_tensor *q = NULL, *p = NULL, *h = NULL, *f = NULL, *h3 = NULL, *y = NULL;
+    lunet_qlayer_params l1 = {c->w1, c->s1, c->b1, c->a1, false}, l3 = {c->w3, c->s3, NULL, c->a3, false};
+    lunet_quantize(&q, x, c->in);
+    lunet_max_pool2d(&p, q, &qcnn_pool);
+    lunet_qconv2d(&h, p, c->in, &l1, &qcnn_conv);
+    lunet_tensor_flatten(&f, h, 2, -1);
+    lunet_qlinear(&h3, f, c->a1, &l3);
+    lunet_dequantize(&y, h3, c->a3);
+    lunet_tensor *all[5] = {q, p, h, f, h3};
+    for (int i = 0; i < 5; i++) lunet_tensor_release(all[i]);
+    return y;
+}
+
+static void test_graph_layouts(void) {
+    qcnn c = qcnn_new();
+    int64_t sample[3] = {2, 8, 8}, ws3[2] = {3, 16};
+    lunet_qlayer_params l1 = {c.w1, c.s1, c.b1, c.a1, false};
+    lunet_model *m = NULL;
+    CHECK_OK(lunet_model_create(&m, LUNET_DTYPE_F32, 3, sample));
+    CHECK_OK(lunet_model_add_quantize(m, c.in));
+    CHECK_OK(lunet_model_add_qconv2d(m, &l1, &qcnn_conv));
+    CHECK_OK(lunet_model_add_activation(m, LUNET_LAYER_RELU, 0));
+    CHECK_OK(lunet_model_add_dequantize(m));
+    check_graph_equals_ops(m, LUNET_DTYPE_F32, conv_to_dequantize_by_ops, &c);
+    lunet_model_free(m);
+
+    lunet_tensor *f3 = randn(LUNET_DTYPE_F32, 2, ws3);
+    lunet_tensor_release(c.w3);
+    lunet_tensor_release(c.s3);
+    CHECK_OK(lunet_quantize_weight(&c.w3, &c.s3, f3, 7));
+    lunet_qlayer_params l3 = {c.w3, c.s3, NULL, c.a3, false};
+    CHECK_OK(lunet_model_create(&m, LUNET_DTYPE_F32, 3, sample));
+    CHECK_OK(lunet_model_add_quantize(m, c.in));
+    CHECK_OK(lunet_model_add_pool2d(m, LUNET_LAYER_MAX_POOL2D, &qcnn_pool));
+    CHECK_OK(lunet_model_add_qconv2d(m, &l1, &qcnn_conv));
+    CHECK_OK(lunet_model_add_flatten(m, 2, -1));
+    CHECK_OK(lunet_model_add_qlinear(m, &l3));
+    CHECK_OK(lunet_model_add_dequantize(m));
+    check_graph_equals_ops(m, LUNET_DTYPE_F32, pixels_linear_by_ops, &c);
+    lunet_model_free(m);
+    lunet_tensor_release(f3);
+    qcnn_free(&c);
+}
+
 /* A dynamic Linear layer in the graph gives lunet_linear_dynamic's bits, and a row's answer
  * does not depend on the rest of its batch. */
 static void test_graph_dynamic(void) {
@@ -444,6 +529,7 @@ int main(void) {
     RUN(test_op_errors);
     RUN(test_quantize_weight);
     RUN(test_graph_equals_ops);
+    RUN(test_graph_layouts);
     RUN(test_graph_dynamic);
     RUN(test_graph_errors);
     return check_report("test_quant");
