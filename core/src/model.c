@@ -147,16 +147,20 @@ static lunet_status require_u8(const lunet_model *m, const model_layer *l, const
     return LUNET_OK;
 }
 
+/* Whether a (C, H, W) image's bytes lie differently channels-last: not with one channel or
+ * one pixel. */
+static bool layouts_differ(int64_t c, int64_t h, int64_t w) { return c > 1 && h * w > 1; }
+
 /* The layout of a (C, H, W) u8 image made channels-last. */
 static model_layout channels_last(int64_t c, int64_t h, int64_t w) {
-    return (model_layout){.channels_last = c > 1 && h * w > 1, .chw = {c, h, w}};
+    return (model_layout){.channels_last = layouts_differ(c, h, w), .chw = {c, h, w}};
 }
 
 /* Has l's input transposed before it runs when its layout is not the one l reads: channels-
  * last (C, H, W) images, or the plain layout. */
 static void read_layout(model_layer *l, bool want_channels_last) {
-    bool differs = channels_last(l->in_shape[0], l->in_shape[1], l->in_shape[2]).channels_last;
-    if (want_channels_last && !l->in_layout.channels_last && differs)
+    if (want_channels_last && !l->in_layout.channels_last &&
+        layouts_differ(l->in_shape[0], l->in_shape[1], l->in_shape[2]))
         l->convert = CONVERT_TO_CHANNELS_LAST;
     else if (!want_channels_last && l->in_layout.channels_last)
         l->convert = CONVERT_TO_CHANNELS_FIRST;

@@ -157,21 +157,27 @@ static void sample_block(const run_step *r, int64_t first, int64_t last) {
     lunet__activation_forward(l->activation, dt, out, out, count * l->out_numel, l->slope);
 }
 
+/* The step on samples [first, last), as worker `worker`. */
+static void run_block(const run_step *r, int64_t first, int64_t last, int worker) {
+    if (r->converting) convert_block(r, first, last);
+    else if (r->l->kind == LUNET_LAYER_CONV2D || r->l->kind == LUNET_LAYER_QCONV2D) conv_block(r, first, last, worker);
+    else sample_block(r, first, last);
+}
+
 /* Runs the step on `batch` samples, in one block per worker. */
 static void over_samples(const run_step *r, int64_t batch, int64_t work_per_sample) {
-    bool conv = r->l->kind == LUNET_LAYER_CONV2D || r->l->kind == LUNET_LAYER_QCONV2D;
     int workers = lunet__workers_for(batch * work_per_sample, MIN_WORK_PER_WORKER);
     if (workers > batch) workers = (int)batch;
     if (workers > r->m->workers) workers = r->m->workers;
     if (workers <= 1) {
-        r->converting ? convert_block(r, 0, batch) : conv ? conv_block(r, 0, batch, 0) : sample_block(r, 0, batch);
+        run_block(r, 0, batch, 0);
         return;
     }
 #pragma omp parallel for num_threads(workers) schedule(static, 1)
     for (int k = 0; k < workers; k++) {
         int64_t first, last;
         lunet__block(&first, &last, batch, k, workers, 1);
-        r->converting ? convert_block(r, first, last) : conv ? conv_block(r, first, last, k) : sample_block(r, first, last);
+        run_block(r, first, last, k);
     }
 }
 

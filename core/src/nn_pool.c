@@ -236,7 +236,7 @@ lunet_status lunet_max_pool2d(lunet_tensor **out, const lunet_tensor *x, const l
     lunet_status s = lunet__contiguous_nograd(&xc, x);
     if (x->dtype == LUNET_DTYPE_U8) { /* a quantized activation: no gradient */
         if (s == LUNET_OK) s = lunet__tensor_new(&y, x->dtype, 4, shape, "max_pool2d");
-        /* each (C, H, W) plane is a one-channel channels-last image */
+        /* each (H, W) plane of the (N, C) ones is a one-channel channels-last image */
         if (s == LUNET_OK) lunet__max_pool2d_u8(&g, g.planes, 1, lunet_tensor_data(y), lunet_tensor_data(xc));
         lunet_tensor_release(xc);
         return lunet__hand_over(out, y, s);
