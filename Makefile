@@ -24,13 +24,13 @@ OPT            ?= -O3 -g
 WARNINGS   := -Wall -Wextra -Werror
 CFLAGS_ALL := -std=c11 $(WARNINGS) -fPIC -fno-math-errno -fopenmp -Icore/include $(BLAS_CFLAGS) $(CFLAGS)
 # f32 GEMMs run on oneDNN, f64 ones on OpenBLAS (core/src/blas.c says why).
-LIBS       := $(BLAS_LIBS) -ldnnl -lgomp -lz -lm -lpthread
+LIBS       := $(BLAS_LIBS) -ldnnl -luv -lhttp_parser -lgomp -lz -lm -lpthread
 SANITIZE   := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -DLUNET_ALLOC_NO_CACHE
 
-CORE_SRC   := $(sort $(wildcard core/src/*.c))
+CORE_SRC   := $(sort $(wildcard core/src/*.c core/src/serve/*.c))
 BIND_SRC   := $(sort $(wildcard bindings/*.c))
 TEST_SRC   := $(sort $(wildcard core/tests/test_*.c))
-HEADERS    := core/include/lunet.h core/src/internal.h core/src/json.h core/src/model.h core/src/quant.h bindings/binding.h
+HEADERS    := core/include/lunet.h core/src/internal.h core/src/json.h core/src/model.h core/src/quant.h core/src/serve/serve.h bindings/binding.h
 LUA_TOP    := $(sort $(wildcard lua/lunet/*))
 
 CORE_OBJ   := $(CORE_SRC:%.c=build/release/%.o)
@@ -40,7 +40,8 @@ TEST_BIN   := $(TEST_SRC:core/tests/%.c=build/release/tests/%)
 ASAN_BIN   := $(TEST_SRC:core/tests/%.c=build/asan/tests/%)
 
 # System packages the build, the tests and the demo need (Debian 12).
-DEB_PACKAGES := gcc make pkg-config lua5.4 liblua5.4-dev libopenblas-dev libdnnl-dev zlib1g-dev lua-cjson \
+DEB_PACKAGES := gcc make pkg-config lua5.4 liblua5.4-dev libopenblas-dev libdnnl-dev libuv1-dev libhttp-parser-dev \
+                zlib1g-dev curl lua-cjson \
                 lua-busted lua-check lua-expat luarocks valgrind dataset-fashion-mnist \
                 python3-onnx python3-torch nodejs
 

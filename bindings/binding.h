@@ -116,6 +116,8 @@ void model_graph_functions_register(lua_State *L);
 int push_op_result(lua_State *L, lunet_tensor **out, lunet_status s);
 /* quant.c: the int8 ops (quantize, qlinear, qconv2d, ...). */
 void quant_functions_register(lua_State *L);
+/* serve.c: the HTTP server */
+void serve_functions_register(lua_State *L);
 /* A quantized layer's table ({weight, scale, bias, output_scale, output_zero_point, relu}). */
 lunet_qlayer_params qlayer_arg(lua_State *L, int idx);
 /* The lunet.Generator at idx. */

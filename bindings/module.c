@@ -270,6 +270,7 @@ int luaopen_lunet_core(lua_State *L) {
     optim_functions_register(L);
     model_graph_functions_register(L);
     quant_functions_register(L);
+    serve_functions_register(L);
     tensor_object_open(L); /* module methods */
     lua_setfield(L, -2, "methods");
     luaL_getmetatable(L, LUNET_TENSOR_MT);

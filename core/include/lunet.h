@@ -762,6 +762,44 @@ void lunet_alloc_get_stats(lunet_alloc_stats *out);
 void lunet_alloc_trim(void);
 void lunet_alloc_set_cache_limit(size_t bytes);
 
+/* ---- serving -------------------------------------------------------------------------------------- */
+
+/*
+ * An HTTP model server on a libuv loop (the routes are DESIGN.md's HTTP API).  Create binds the
+ * port; run serves on the calling thread until SIGTERM or SIGINT arrives or another thread
+ * calls lunet_server_stop.  Zero in any option means its default.
+ *
+ *     lunet_server_options o = {.host = "127.0.0.1", .port = 0};
+ *     lunet_server *srv;
+ *     LUNET_TRY(lunet_server_create(&srv, &o));
+ *     printf("listening on %d\n", lunet_server_port(srv));   // the port the system chose
+ *     lunet_status s = lunet_server_run(srv);
+ *     lunet_server_free(srv);
+ */
+typedef struct lunet_server lunet_server;
+
+typedef struct lunet_server_options {
+    const char *host;             /* address to listen on: "0.0.0.0" */
+    int port;                     /* 0 lets the system choose (see lunet_server_port) */
+    int max_connections;          /* more are accepted and closed at once: 1024 */
+    size_t max_header_bytes;      /* the request line and headers; more: 431. 16 KiB */
+    size_t max_body_bytes;        /* more (from Content-Length, before reading): 413. 64 MiB */
+    size_t max_write_queue_bytes; /* a connection with more unsent stops being read: 4 MiB */
+    int header_timeout_ms;        /* from a request's first byte to its last header: 408. 10 s */
+    int body_timeout_ms;          /* from its last header to its last body byte: 408. 30 s */
+    int idle_timeout_ms;          /* a keep-alive connection with no request is closed: 60 s */
+    bool quiet;                   /* no JSON access-log line per request on stdout */
+} lunet_server_options;
+
+lunet_status lunet_server_create(lunet_server **out, const lunet_server_options *options);
+/* The port the server listens on. */
+int lunet_server_port(const lunet_server *server);
+lunet_status lunet_server_run(lunet_server *server);
+/* Makes lunet_server_run return soon; safe from any thread. */
+void lunet_server_stop(lunet_server *server);
+/* Frees a server that is not running. */
+void lunet_server_free(lunet_server *server);
+
 #ifdef __cplusplus
 }
 #endif

@@ -73,5 +73,6 @@ lunet.load = require("lunet.model_file").load
 lunet.compile = require("lunet.compile").compile
 --- The int8 version of a trained model (lunet.quantize: static or dynamic).
 lunet.quantize = require("lunet.quantize").quantize
+lunet.serve = require("lunet.serve").serve
 
 return lunet
