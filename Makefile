@@ -30,7 +30,7 @@ SANITIZE   := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-f
 CORE_SRC   := $(sort $(wildcard core/src/*.c core/src/serve/*.c))
 BIND_SRC   := $(sort $(wildcard bindings/*.c))
 TEST_SRC   := $(sort $(wildcard core/tests/test_*.c))
-HEADERS    := core/include/lunet.h core/src/internal.h core/src/json.h core/src/model.h core/src/quant.h core/src/serve/serve.h bindings/binding.h
+HEADERS    := core/include/lunet.h core/src/internal.h core/src/json.h core/src/model.h core/src/quant.h core/src/serve/serve.h core/src/serve/infer.h bindings/binding.h
 LUA_TOP    := $(sort $(wildcard lua/lunet/*))
 
 CORE_OBJ   := $(CORE_SRC:%.c=build/release/%.o)
@@ -41,7 +41,7 @@ ASAN_BIN   := $(TEST_SRC:core/tests/%.c=build/asan/tests/%)
 
 # System packages the build, the tests and the demo need (Debian 12).
 DEB_PACKAGES := gcc make pkg-config lua5.4 liblua5.4-dev libopenblas-dev libdnnl-dev libuv1-dev libhttp-parser-dev \
-                zlib1g-dev curl lua-cjson \
+                zlib1g-dev curl lua-cjson lua-filesystem lua-socket \
                 lua-busted lua-check lua-expat luarocks valgrind dataset-fashion-mnist \
                 python3-onnx python3-torch nodejs
 

@@ -111,6 +111,10 @@ void data_functions_register(lua_State *L);
 void optim_functions_register(lua_State *L);
 /* Adds model_graph, the compiled-model constructor (model_graph.c). */
 void model_graph_functions_register(lua_State *L);
+/* The graph at idx (an error if it is not one, or freed). */
+lunet_model *model_graph_check(lua_State *L, int idx);
+/* Lets go of the graph at idx without freeing it: something else (a server) owns it now. */
+void model_graph_release(lua_State *L, int idx);
 /* The end of a binding of an op that makes a tensor: raises on failure, else pushes *out.  out
  * is passed by address: push_op_result(L, &out, op(&out, ...)) must read it after op ran. */
 int push_op_result(lua_State *L, lunet_tensor **out, lunet_status s);

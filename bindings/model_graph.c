@@ -243,6 +243,14 @@ static int m_watched_unchanged(lua_State *L) {
     return 1;
 }
 
+lunet_model *model_graph_check(lua_State *L, int idx) { return graph_check(L, idx); }
+
+void model_graph_release(lua_State *L, int idx) {
+    graph_box *box = luaL_checkudata(L, idx, MODEL_GRAPH_MT);
+    box->model = NULL;
+    unwatch(box);
+}
+
 /* Frees the graph now rather than at collection. */
 static int m_free(lua_State *L) {
     graph_box *box = luaL_checkudata(L, 1, MODEL_GRAPH_MT);

@@ -1,12 +1,31 @@
 /*
- * serve.c: the HTTP server of lunet.h for Lua:
+ * serve.c: the HTTP server of lunet.h for Lua (lua/lunet/serve.lua drives it):
  *
- *     core.serve(options, on_listen)   -- blocks until SIGTERM/SIGINT; on_listen(port) runs first
+ *     local server = core.server(options)      -- binds the port
+ *     server:threads()                         -- graphs each model needs (one per worker)
+ *     server:add_model{name = "mlp", version = 1, graphs = {g1, g2}, max_batch_size = 64, ...}
+ *     server:port()
+ *     server:run()                             -- blocks until SIGTERM/SIGINT
  *
  * options: host, port, max_connections, max_header_bytes, max_body_bytes, header_timeout_ms,
- * body_timeout_ms, idle_timeout_ms, quiet (lunet_server_options' names).
+ * body_timeout_ms, idle_timeout_ms, quiet, threads (lunet_server_options' names).  add_model
+ * hands the graphs to the server: they cannot be used from Lua afterwards.
  */
 #include "binding.h"
+
+#include <stdlib.h>
+
+#define SERVER_MT "lunet.Server"
+
+typedef struct server_box {
+    lunet_server *server; /* NULL once freed */
+} server_box;
+
+static lunet_server *server_check(lua_State *L) {
+    server_box *box = luaL_checkudata(L, 1, SERVER_MT);
+    if (!box->server) luaL_error(L, "server: used after it stopped");
+    return box->server;
+}
 
 static lua_Integer int_field(lua_State *L, int idx, const char *name) {
     lua_getfield(L, idx, name);
@@ -16,7 +35,7 @@ static lua_Integer int_field(lua_State *L, int idx, const char *name) {
     return v;
 }
 
-static int f_serve(lua_State *L) {
+static int f_server(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
     lunet_server_options o = {0};
     lua_getfield(L, 1, "host");
@@ -28,25 +47,87 @@ static int f_serve(lua_State *L) {
     o.header_timeout_ms = (int)int_field(L, 1, "header_timeout_ms");
     o.body_timeout_ms = (int)int_field(L, 1, "body_timeout_ms");
     o.idle_timeout_ms = (int)int_field(L, 1, "idle_timeout_ms");
+    o.threads = (int)int_field(L, 1, "threads");
     lua_getfield(L, 1, "quiet");
     o.quiet = lua_toboolean(L, -1);
     lua_pop(L, 1);
-    lunet_server *srv = NULL;
-    if (lunet_server_create(&srv, &o) != LUNET_OK) return raise_status(L);
-    if (!lua_isnoneornil(L, 2)) {
-        lua_pushvalue(L, 2);
-        lua_pushinteger(L, lunet_server_port(srv));
-        if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
-            lunet_server_free(srv);
-            return lua_error(L);
-        }
+    server_box *box = lua_newuserdatauv(L, sizeof *box, 0);
+    box->server = NULL;
+    luaL_setmetatable(L, SERVER_MT);
+    if (lunet_server_create(&box->server, &o) != LUNET_OK) return raise_status(L);
+    return 1;
+}
+
+static int m_add_model(lua_State *L) {
+    lunet_server *srv = server_check(L);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lunet_server_model m = {0};
+    lua_getfield(L, 2, "name");
+    m.name = luaL_checkstring(L, -1);
+    lua_getfield(L, 2, "input_name");
+    m.input_name = luaL_optstring(L, -1, NULL);
+    lua_getfield(L, 2, "output_name");
+    m.output_name = luaL_optstring(L, -1, NULL);
+    m.version = int_field(L, 2, "version");
+    m.max_batch_size = (int)int_field(L, 2, "max_batch_size");
+    m.max_queue_delay_us = int_field(L, 2, "max_queue_delay_us");
+    m.max_queue_size = (int)int_field(L, 2, "max_queue_size");
+    int threads = lunet_server_threads(srv);
+    lua_getfield(L, 2, "graphs");
+    int graphs_idx = lua_gettop(L);
+    luaL_checktype(L, graphs_idx, LUA_TTABLE);
+    if ((int)luaL_len(L, graphs_idx) != threads)
+        return luaL_error(L, "serve: model %s needs %d graphs (one per worker), got %d", m.name, threads,
+                          (int)luaL_len(L, graphs_idx));
+    lunet_model **graphs = lua_newuserdatauv(L, (size_t)threads * sizeof *graphs, 0); /* freed with the stack */
+    for (int i = 0; i < threads; i++) {
+        lua_geti(L, graphs_idx, i + 1);
+        graphs[i] = model_graph_check(L, -1);
+        lua_pop(L, 1);
     }
-    lunet_server_run(srv);
-    lunet_server_free(srv);
+    m.graphs = graphs;
+    if (lunet_server_add_model(srv, &m) != LUNET_OK) return raise_status(L);
+    for (int i = 0; i < threads; i++) {
+        lua_geti(L, graphs_idx, i + 1);
+        model_graph_release(L, -1);
+        lua_pop(L, 1);
+    }
+    return 0;
+}
+
+static int m_threads(lua_State *L) {
+    lua_pushinteger(L, lunet_server_threads(server_check(L)));
+    return 1;
+}
+
+static int m_port(lua_State *L) {
+    lua_pushinteger(L, lunet_server_port(server_check(L)));
+    return 1;
+}
+
+static int m_run(lua_State *L) {
+    if (lunet_server_run(server_check(L)) != LUNET_OK) return raise_status(L);
+    return 0;
+}
+
+static int m_free(lua_State *L) {
+    server_box *box = luaL_checkudata(L, 1, SERVER_MT);
+    lunet_server_free(box->server);
+    box->server = NULL;
     return 0;
 }
 
 void serve_functions_register(lua_State *L) {
-    static const luaL_Reg funcs[] = {{"serve", f_serve}, {NULL, NULL}};
+    if (luaL_newmetatable(L, SERVER_MT)) {
+        static const luaL_Reg methods[] = {{"add_model", m_add_model}, {"threads", m_threads}, {"port", m_port},
+                                           {"run", m_run}, {"free", m_free}, {NULL, NULL}};
+        lua_newtable(L);
+        luaL_setfuncs(L, methods, 0);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, m_free);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_pop(L, 1);
+    static const luaL_Reg funcs[] = {{"server", f_server}, {NULL, NULL}};
     register_functions(L, funcs);
 }

@@ -1,30 +1,56 @@
--- Serves over HTTP until SIGTERM or SIGINT (the container's entrypoint).
+-- Serves the models of a repository over HTTP until SIGTERM or SIGINT (the container's
+-- entrypoint).  The API is DESIGN.md's: OIP v2 (KServe/Triton) with binary tensor data, TF
+-- Serving's predict and status, /metrics.
 --
---   lua5.4 examples/serve.lua [--host H] [--port P] [--quiet]
+--   lua5.4 examples/serve.lua [--models DIR] [--host H] [--port P] [--threads N]
+--                             [--max-batch-size N] [--max-queue-delay-us N] [--max-queue-size N] [--quiet]
 --
--- Flags win over the environment: LUNET_HOST (default 0.0.0.0), LUNET_PORT (default 8000; 0
--- picks a free port).  Prints "lunet: listening on http://HOST:PORT", then one JSON line per
--- request.  The routes so far are GET /v2, /v2/health/live and /v2/health/ready.
+-- Flags win over the environment: LUNET_MODELS (default ./models, laid out as
+-- <name>/<version>/model.safetensors), LUNET_HOST (default 0.0.0.0), LUNET_PORT (default 8000;
+-- 0 picks a free port), LUNET_THREADS (inference workers; default: the CPUs).
+-- --max-batch-size 1 turns batching off.  Prints "lunet: listening on http://HOST:PORT", then
+-- one JSON line per request.
 package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
 local lunet = require("lunet")
 
-local options = { host = os.getenv("LUNET_HOST") or "0.0.0.0", port = tonumber(os.getenv("LUNET_PORT") or "8000") }
+local function fail(message)
+  io.stderr:write("serve.lua: ", message, "\n")
+  os.exit(2)
+end
+
+local function count(value, flag, lowest)
+  local n = math.tointeger(tonumber(value or ""))
+  if not n or n < lowest then
+    fail(string.format("%s takes a whole number >= %d, got %s", flag, lowest, tostring(value)))
+  end
+  return n
+end
+
+local options = {
+  models = os.getenv("LUNET_MODELS") or "models",
+  host = os.getenv("LUNET_HOST") or "0.0.0.0",
+  port = count(os.getenv("LUNET_PORT") or "8000", "LUNET_PORT", 0),
+  threads = os.getenv("LUNET_THREADS") and count(os.getenv("LUNET_THREADS"), "LUNET_THREADS", 1),
+}
+local numeric = {
+  ["--port"] = { "port", 0 }, ["--threads"] = { "threads", 1 }, ["--max-batch-size"] = { "max_batch_size", 1 },
+  ["--max-queue-delay-us"] = { "max_queue_delay_us", 0 }, ["--max-queue-size"] = { "max_queue_size", 1 },
+}
 local i = 1
 while i <= #arg do
   local a = arg[i]
-  if a == "--host" then
-    options.host, i = arg[i + 1], i + 2
-  elseif a == "--port" then
-    options.port, i = tonumber(arg[i + 1]), i + 2
+  if numeric[a] then
+    options[numeric[a][1]] = count(arg[i + 1], a, numeric[a][2])
+    i = i + 2
+  elseif a == "--models" or a == "--host" then
+    if not arg[i + 1] then fail(a .. " takes a value") end
+    options[a:sub(3)] = arg[i + 1]
+    i = i + 2
   elseif a == "--quiet" then
     options.quiet, i = true, i + 1
   else
-    io.stderr:write("serve.lua: unknown flag " .. a .. "\n")
-    os.exit(2)
+    fail("unknown flag " .. a)
   end
 end
-if not options.port or options.port < 0 or options.port > 65535 or options.port % 1 ~= 0 then
-  io.stderr:write("serve.lua: the port must be an integer in 0..65535\n")
-  os.exit(2)
-end
+if options.port > 65535 then fail("the port must be in 0..65535") end
 lunet.serve(options)

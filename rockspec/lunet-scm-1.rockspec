@@ -19,6 +19,7 @@ Tensors, autograd and kernels are C (BLAS for matrix products); Lua composes the
 dependencies = {
   "lua >= 5.4, < 5.5",
   "lua-cjson >= 2.1", -- model files' metadata (Debian: lua-cjson)
+  "luafilesystem >= 1.8", -- the server's model repository (Debian: lua-filesystem)
 }
 -- f32 GEMMs run on oneDNN (Debian's libdnnl-dev), f64 ones on OpenBLAS.
 -- OpenBLAS's headers sit in a multiarch directory on Debian
@@ -27,6 +28,8 @@ dependencies = {
 external_dependencies = {
   OPENBLAS = { library = "openblas" },
   DNNL = { library = "dnnl" },
+  UV = { library = "uv" }, -- the HTTP server's event loop (Debian: libuv1-dev)
+  HTTP_PARSER = { library = "http_parser" }, -- and its request parser (Debian: libhttp-parser-dev)
 }
 build = {
   type = "make",

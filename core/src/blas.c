@@ -107,7 +107,12 @@ void lunet_set_num_threads(int n) {
     openblas_set_num_threads(n);
 }
 
+static _Thread_local int this_thread_count; /* 0: the global setting applies */
+
+void lunet_set_thread_num_threads(int n) { this_thread_count = n > 0 ? n : 0; }
+
 int lunet_get_num_threads(void) {
+    if (this_thread_count > 0) return this_thread_count;
     int n = atomic_load(&thread_count);
     return n > 0 ? n : omp_get_num_procs();
 }

@@ -3,7 +3,7 @@
  *
  * The file streams through one buffer (gzread, so a .csv.gz works too) and numbers go
  * straight into a growing array of the output dtype; nothing is allocated per line or per
- * field.  Most fields are short decimals, which parse_fast turns into the correctly rounded
+ * field.  Most fields are short decimals, which lunet__decimal_fast turns into the correctly rounded
  * double with one multiplication or division (Clinger's fast path); anything else (long
  * mantissas, large exponents, inf, nan, hex) goes to strtod_l in the C locale, so a program
  * that set a locale with a decimal comma still reads "0.5" as one half.
@@ -119,53 +119,9 @@ static lunet_status next_line(bool *has, char **start, char **end, csv_reader *r
 
 /* ---- numbers ---------------------------------------------------------------------------- */
 
-static const double powers_of_ten[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
-                                       1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
-
-/* A plain decimal ([+-]digits[.digits][e[+-]digits]) whose mantissa and power of ten are
- * exact doubles: one IEEE multiply or divide then rounds correctly.  Returns the end of the
- * number, or NULL when the text needs the general parser. */
-static const char *parse_fast(double *out, const char *p, const char *end) {
-    bool negative = false;
-    if (p < end && (*p == '-' || *p == '+')) negative = *p++ == '-';
-    uint64_t mantissa = 0;
-    int digits = 0, exponent = 0;
-    bool any = false;
-    for (; p < end && is_digit(*p); p++, any = true) {
-        if (digits == 19) return NULL;
-        mantissa = mantissa * 10 + (uint64_t)(*p - '0');
-        digits += mantissa != 0;
-    }
-    if (p < end && *p == '.') {
-        for (p++; p < end && is_digit(*p); p++, any = true) {
-            if (digits == 19) return NULL;
-            mantissa = mantissa * 10 + (uint64_t)(*p - '0');
-            digits += mantissa != 0;
-            exponent--;
-        }
-    }
-    if (!any) return NULL;
-    if (p < end && (*p == 'e' || *p == 'E')) {
-        const char *q = p + 1;
-        bool negative_exponent = false;
-        if (q < end && (*q == '-' || *q == '+')) negative_exponent = *q++ == '-';
-        if (q == end || !is_digit(*q)) return NULL; /* "1e" is not a number; let strtod say where it ends */
-        int e = 0;
-        for (; q < end && is_digit(*q); q++)
-            if (e < 10000) e = e * 10 + (*q - '0');
-        exponent += negative_exponent ? -e : e;
-        p = q;
-    }
-    if (mantissa > ((uint64_t)1 << 53) || exponent < -22 || exponent > 22) return NULL;
-    double v = (double)mantissa;
-    v = exponent < 0 ? v / powers_of_ten[-exponent] : v * powers_of_ten[exponent];
-    *out = negative ? -v : v;
-    return p;
-}
-
 /* The number at p; NULL when the field is not one number. */
 static const char *parse_number(double *out, const csv_parser *ps, const char *p, const char *end) {
-    const char *q = parse_fast(out, p, end);
+    const char *q = lunet__decimal_fast(out, p, end);
     if (q && ends_field(ps, q, end)) return q;
     /* strtod skips leading white space, which would read past an empty field (a tab
      * delimiter) or past the line's end. */

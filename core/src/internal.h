@@ -39,6 +39,17 @@ void lunet__assert_fail(const char *cond, const char *file, int line);
 #define LUNET_VECTORIZED
 #endif
 
+/* ---- numbers (decimal.c) ---------------------------------------------------------------- */
+
+/* The decimal number at p ([+-]digits[.digits][e[+-]digits], before end) as the nearest
+ * double, when that needs no more than one IEEE multiply or divide (Clinger's fast path: a
+ * mantissa of at most 2^53 and a power of ten of at most 22): returns the number's end.  NULL
+ * sends it to strtod_l, which gives the same bits for the numbers this takes. */
+const char *lunet__decimal_fast(double *out, const char *p, const char *end);
+/* The same from a number's parts, read by the caller: -1^negative * mantissa * 10^exponent;
+ * false when that needs strtod. */
+bool lunet__decimal_compose(double *out, bool negative, uint64_t mantissa, int exponent);
+
 /* ---- errors (status.c) ------------------------------------------------------------------ */
 
 /* Stores a printf-style message as this thread's last error and returns status. */

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <locale.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,7 @@ typedef struct json_value {
     uint32_t end;    /* the index after this value's subtree */
     uint32_t parent; /* the container, or NONE for the root */
     uint32_t text;   /* strings and numbers: offset of the bytes in the pool */
+    double number;   /* numbers: the nearest double (infinite when the literal overflows one) */
 } json_value;
 
 struct lunet__json_doc {
@@ -296,14 +298,57 @@ static lunet_status parse_string(json_parser *p, lunet__json_ref parent) {
 
 static bool is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
 
-/* Consumes one or more digits, or fails with what. */
-static lunet_status digits(json_parser *p, const char *what) {
+/* The digits of a number read so far: as an integer while it has at most 19 significant
+ * digits (then a double from it is exact or one rounding away; see lunet__decimal_compose). */
+typedef struct number_digits {
+    uint64_t mantissa;
+    int significant, exponent;
+    bool too_long;
+} number_digits;
+
+/* Consumes one or more digits into d (each lowering d's exponent when fraction is set), or
+ * fails with what. */
+static lunet_status digits(json_parser *p, number_digits *d, bool fraction, const char *what) {
     if (p->pos >= p->len || !is_digit(p->text[p->pos])) {
         char found[24];
         return parse_error(p, p->pos, "%s, found %s", what, found_str(found, sizeof found, p, p->pos));
     }
-    while (p->pos < p->len && is_digit(p->text[p->pos]))
-        p->pos++;
+    for (; p->pos < p->len && is_digit(p->text[p->pos]); p->pos++) {
+        if (d->significant == 19) {
+            d->too_long = true;
+            continue;
+        }
+        d->mantissa = d->mantissa * 10 + (uint64_t)(p->text[p->pos] - '0');
+        d->significant += d->mantissa != 0;
+        d->exponent -= fraction;
+    }
+    return LUNET_OK;
+}
+
+/* The exponent's digits, capped far beyond any double's range. */
+static lunet_status exponent_digits(json_parser *p, int *e) {
+    size_t start = p->pos;
+    *e = 0;
+    for (; p->pos < p->len && is_digit(p->text[p->pos]); p->pos++)
+        if (*e < 100000) *e = *e * 10 + (p->text[p->pos] - '0');
+    if (p->pos > start) return LUNET_OK;
+    char found[24];
+    return parse_error(p, p->pos, "expected a digit in the exponent, found %s", found_str(found, sizeof found, p, p->pos));
+}
+
+/* strtod follows LC_NUMERIC, which a program may have set to a decimal comma: numbers the
+ * fast path leaves are read in a C locale made once. */
+static locale_t c_numeric_locale;
+static pthread_once_t c_numeric_once = PTHREAD_ONCE_INIT;
+static void make_c_numeric_locale(void) { c_numeric_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0); }
+
+/* The nearest double of a checked literal (NUL-terminated), as strtod rounds it. */
+static lunet_status literal_value(json_parser *p, const char *literal, const number_digits *d, bool negative,
+                                  double *out) {
+    if (!d->too_long && lunet__decimal_compose(out, negative, d->mantissa, d->exponent)) return LUNET_OK;
+    pthread_once(&c_numeric_once, make_c_numeric_locale);
+    if (!c_numeric_locale) return lunet__nomem(p->context);
+    *out = strtod_l(literal, NULL, c_numeric_locale); /* overflow gives +-HUGE_VAL: infinite */
     return LUNET_OK;
 }
 
@@ -311,31 +356,36 @@ static lunet_status parse_number(json_parser *p, lunet__json_ref parent) {
     lunet__json_ref v;
     LUNET_TRY(new_value(&v, p, LUNET__JSON_NUMBER, parent));
     size_t start = p->pos;
-    bool integer = true;
-    if (p->text[p->pos] == '-') p->pos++;
+    bool integer = true, negative = p->text[p->pos] == '-';
+    number_digits d = {0};
+    p->pos += negative;
     if (p->pos < p->len && p->text[p->pos] == '0') {
         p->pos++;
         if (p->pos < p->len && is_digit(p->text[p->pos]))
             return parse_error(p, start, "a number with a leading zero");
     } else {
-        LUNET_TRY(digits(p, "expected a digit"));
+        LUNET_TRY(digits(p, &d, false, "expected a digit"));
     }
     if (p->pos < p->len && p->text[p->pos] == '.') {
         p->pos++;
         integer = false;
-        LUNET_TRY(digits(p, "expected a digit after the decimal point"));
+        LUNET_TRY(digits(p, &d, true, "expected a digit after the decimal point"));
     }
     if (p->pos < p->len && (p->text[p->pos] == 'e' || p->text[p->pos] == 'E')) {
         p->pos++;
         integer = false;
+        bool minus = p->pos < p->len && p->text[p->pos] == '-';
         if (p->pos < p->len && (p->text[p->pos] == '+' || p->text[p->pos] == '-')) p->pos++;
-        LUNET_TRY(digits(p, "expected a digit in the exponent"));
+        int e;
+        LUNET_TRY(exponent_digits(p, &e));
+        d.exponent += minus ? -e : e;
     }
     size_t n = p->pos - start;
     char *o = p->doc->pool + p->doc->pool_len;
     memcpy(o, p->text + start, n);
     o[n] = '\0';
     json_value *jv = &p->doc->values[v];
+    LUNET_TRY(literal_value(p, o, &d, negative, &jv->number));
     jv->integer = integer;
     jv->text = (uint32_t)p->doc->pool_len;
     jv->count = (uint32_t)n;
@@ -631,17 +681,9 @@ const char *lunet__json_uint_result_str(lunet__json_uint_result result) {
 }
 
 bool lunet__json_get_f64(double *out, const lunet__json_doc *doc, lunet__json_ref v) {
-    const char *s = lunet__json_number_text(doc, v);
-    if (!s) return false;
-    /* strtod follows LC_NUMERIC, which a program may have set to a decimal comma. */
-    locale_t c_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
-    if (!c_locale) return false;
-    errno = 0;
-    double d = strtod_l(s, NULL, c_locale);
-    int e = errno;
-    freelocale(c_locale);
-    if (e == ERANGE && isinf(d)) return false; /* underflow to 0 or a subnormal is fine */
-    *out = d;
+    const json_value *jv = &doc->values[v];
+    if (jv->type != LUNET__JSON_NUMBER || isinf(jv->number)) return false; /* underflow to 0 is fine */
+    *out = jv->number;
     return true;
 }
 

@@ -9,8 +9,11 @@
  * with a message "<context> byte <n>: <problem>", n counting bytes of the text from 0.
  *
  * It is built for input nobody vouches for: nesting is limited (the parser recurses once per
- * level), the number of values is limited (each costs 24 bytes), and every other allocation
+ * level), the number of values is limited (each costs 32 bytes), and every other allocation
  * is at most the size of the text, which the caller has already checked.
+ *
+ * Numbers are converted while they are read, to the nearest double as strtod gives it (short
+ * decimals without strtod, see lunet__decimal_compose), so reading one back costs nothing.
  *
  * The parse gives a document: an array of values in text order, each container followed by
  * its elements (an object's members as key, value, key, value, ...).  Values are named by

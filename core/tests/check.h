@@ -75,6 +75,16 @@ static inline int check_report(const char *name) {
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 
+/* The i-th of a stream of decimal numbers for checking number readers against strtod: eight
+ * printf formats (short, %.9g, %.17g, exponents, 20 digits) over mantissas in [0, 1) scaled by
+ * 10^-30 .. 10^30, either sign.  *x is the stream's state (any start). */
+static inline void random_decimal(char *field, size_t size, uint64_t *x, int i) {
+    static const char *formats[] = {"%.3f", "%.9g", "%.17g", "%.6e", "%.20g", "%.1f", "%.0f", "%.12e"};
+    *x = *x * 6364136223846793005ull + 1442695040888963407ull;
+    double mantissa = (double)(*x >> 11) * 0x1.0p-53, scale = pow(10.0, (double)((int)(*x % 61) - 30));
+    snprintf(field, size, formats[i % 8], (*x & 1 ? -1 : 1) * mantissa * scale);
+}
+
 static inline lunet_tensor *tensor_of(lunet_dtype dtype, int ndim, const int64_t *shape, const double *values) {
     lunet_tensor *t = NULL;
     if (lunet_tensor_empty(&t, dtype, ndim, shape) != LUNET_OK) return NULL;

@@ -245,6 +245,50 @@ static void test_json_numbers(void) {
     check_json_fails("[0x10]", "test byte 2: expected ']' or ',' in an array, found 'x'");
 }
 
+/* Numbers read while parsing must be exactly strtod's, on the fast path or past it. */
+static void test_json_numbers_round_like_strtod(void) {
+    enum { count = 4000 };
+    static const char *tail[] = {"1e308", "-1e-308", "1e-320", "123456789012345678901234", "0.1e23",
+                                 "9007199254740993", "-0", "0.000000000000000000000000000001", "1E22", "1e23",
+                                 "1234567890123456789", "12345678901234567890", "0e999"};
+    enum { extra = sizeof tail / sizeof *tail };
+    char *text = malloc(count * 40 + 512);
+    double *expected = malloc((count + extra) * sizeof *expected);
+    if (!text || !expected) {
+        CHECK(!"out of memory");
+        free(text);
+        free(expected);
+        return;
+    }
+    size_t used = 0;
+    text[used++] = '[';
+    uint64_t x = 7;
+    for (int i = 0; i < count + extra; i++) {
+        char field[40];
+        if (i < count) random_decimal(field, sizeof field, &x, i);
+        else snprintf(field, sizeof field, "%s", tail[i - count]);
+        expected[i] = strtod(field, NULL);
+        used += (size_t)snprintf(text + used, 42, "%s%s", i ? "," : "", field);
+    }
+    text[used++] = ']';
+    lunet__json_doc *doc = NULL;
+    lunet__json_limits limits = {.max_depth = 4, .max_values = count + extra + 1};
+    CHECK_OK(lunet__json_parse(&doc, text, used, &limits, "numbers"));
+    free(text);
+    if (doc) {
+        int i = 0, mismatches = 0;
+        for (lunet__json_ref v = lunet__json_first(doc, 0); v != LUNET__JSON_NONE; v = lunet__json_next(doc, v), i++) {
+            double d = 1;
+            bool ok = lunet__json_get_f64(&d, doc, v);
+            mismatches += !ok || memcmp(&d, &expected[i], sizeof d) != 0; /* bits: -0 is not 0 */
+        }
+        CHECK(i == count + extra);
+        CHECK(mismatches == 0);
+        lunet__json_free(doc);
+    }
+    free(expected);
+}
+
 static void test_json_structure(void) {
     check_json_fails("", "test byte 0: expected a value, found the end of the text");
     check_json_fails("   ", "test byte 3: expected a value");
@@ -1021,6 +1065,7 @@ int main(void) {
     RUN(test_json_document);
     RUN(test_json_strings);
     RUN(test_json_numbers);
+    RUN(test_json_numbers_round_like_strtod);
     RUN(test_json_structure);
     RUN(test_json_limits);
     RUN(test_json_writer_and_quote);

@@ -14,6 +14,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "serve.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,13 +34,14 @@ struct serve_conn {
     char field[32];               /* the header name being read (longer names are not kept) */
     size_t field_len;
     serve_buf value;              /* its value, for the headers the server reads */
-    bool in_value, expect_continue;
+    bool in_value, value_cut, expect_continue; /* value_cut: longer than what is kept */
     bool in_message, headers_done, complete; /* a request has begun / its headers / all of it arrived */
     bool with_server;             /* it is being answered */
     bool feeding;                 /* conn_feed is on the stack */
     bool keep_alive, closing;
     int early_status;             /* a limit broken while parsing: answered at once */
     size_t write_queued;
+    serve_job *job;               /* answering the request, when a worker has it */
     int open_handles;             /* tcp and timer: the connection is freed when both closed */
 };
 
@@ -102,6 +104,7 @@ void conn_close(serve_conn *c) {
     else s->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     s->connections--;
+    if (c->job) c->job->conn = NULL; /* its answer will be dropped */
     uv_close((uv_handle_t *)&c->timer, handle_closed);
     uv_close((uv_handle_t *)&c->tcp, handle_closed);
 }
@@ -142,11 +145,14 @@ static int count_header_bytes(serve_conn *c, size_t n) {
 static int on_message_begin(http_parser *p) {
     serve_conn *c = of(p);
     c->in_message = true, c->headers_done = c->complete = false, c->expect_continue = false;
-    c->header_bytes = 0, c->field_len = 0, c->in_value = false;
+    c->header_bytes = 0, c->field_len = 0, c->in_value = false, c->value_cut = false;
     c->value.len = 0;
     c->req.url.len = c->req.body.len = 0;
     c->req.request_id[0] = '\0';
     c->req.started_ns = uv_hrtime();
+    c->req.has_json_len = c->req.json_len_invalid = false;
+    c->req.json_len = 0;
+    c->req.stats = c->server->other_stats;
     arm_timer(c, c->server->limits.header_timeout_ms);
     return 0;
 }
@@ -169,6 +175,13 @@ static void header_done(serve_conn *c) {
         size_t n = c->value.len < sizeof c->req.request_id - 1 ? c->value.len : sizeof c->req.request_id - 1;
         memcpy(c->req.request_id, v, n);
         c->req.request_id[n] = '\0';
+    } else if (strcasecmp(c->field, "inference-header-content-length") == 0) {
+        char *end;
+        errno = 0;
+        unsigned long long n = strtoull(v, &end, 10);
+        c->req.has_json_len = true;
+        c->req.json_len_invalid = *v < '0' || *v > '9' || *end || errno == ERANGE || n > SIZE_MAX || c->value_cut;
+        c->req.json_len = (size_t)n;
     }
 }
 
@@ -179,7 +192,7 @@ static int on_header_field(http_parser *p, const char *at, size_t n) {
     if (count_header_bytes(c, n)) return 0;
     if (c->in_value) {
         header_done(c);
-        c->in_value = false, c->field_len = 0, c->value.len = 0;
+        c->in_value = false, c->value_cut = false, c->field_len = 0, c->value.len = 0;
     }
     if (c->field_len + n < sizeof c->field) memcpy(c->field + c->field_len, at, n), c->field_len += n;
     else c->field_len = sizeof c->field;
@@ -191,6 +204,7 @@ static int on_header_value(http_parser *p, const char *at, size_t n) {
     if (count_header_bytes(c, n)) return 0;
     c->in_value = true;
     bool kept = c->field_len < sizeof c->field && c->value.len + n <= 256;
+    c->value_cut |= !kept;
     if (kept && !serve_buf_append(&c->value, at, n)) return stop_with(c, 500);
     return 0;
 }
@@ -198,7 +212,7 @@ static int on_header_value(http_parser *p, const char *at, size_t n) {
 static int on_headers_complete(http_parser *p) {
     serve_conn *c = of(p);
     header_done(c);
-    c->in_value = false, c->field_len = 0, c->value.len = 0;
+    c->in_value = false, c->value_cut = false, c->field_len = 0, c->value.len = 0;
     c->headers_done = true;
     const serve_limits *lim = &c->server->limits;
     bool has_length = (p->flags & F_CONTENTLENGTH) != 0;
@@ -336,7 +350,14 @@ static void on_written(uv_write_t *w, int status) {
     }
 }
 
-const serve_request *conn_request(const serve_conn *c) { return &c->req; }
+serve_request *conn_request(serve_conn *c) { return &c->req; }
+
+void conn_take_body(serve_conn *c, serve_buf *body) {
+    *body = c->req.body;
+    memset(&c->req.body, 0, sizeof c->req.body);
+}
+
+void conn_set_job(serve_conn *c, serve_job *job) { c->job = job; }
 
 void conn_respond(serve_conn *c, int status, const char *content_type, const char *extra_headers, const char *body,
                   size_t body_len) {
@@ -344,7 +365,8 @@ void conn_respond(serve_conn *c, int status, const char *content_type, const cha
     /* Errors of the stream itself leave it in an unknown place: close after answering. */
     if (status == 400 || status == 408 || status == 413 || status == 431 || c->early_status) c->keep_alive = false;
     c->req.method = (enum http_method)c->parser.method; /* known from the request line on */
-    serve_log_access(c->server, &c->req, status);
+    c->job = NULL;
+    serve_answered(c->server, &c->req, status);
     size_t content_length = body_len;
     if (c->req.method == HTTP_HEAD) body_len = 0; /* the headers as for GET, no body */
     serve_buf head = {0};

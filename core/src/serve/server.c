@@ -1,9 +1,6 @@
 /*
  * server.c: lunet_server (lunet.h): the loop, the listener, the signals that stop it, the
- * routes and the access log.  Connections are conn.c's.
- *
- * Routes so far: GET /v2 (server metadata), /v2/health/live and /v2/health/ready; any other
- * path is 404 and a known path asked with another method is 405, both as {"error": ...}.
+ * access log.  Connections are conn.c's, routes routes.c's, workers workers.c's.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "serve.h"
@@ -34,7 +31,9 @@ const char *serve_status_text(int status) {
     }
 }
 
-void serve_log_access(serve_server *s, const serve_request *r, int status) {
+void serve_answered(serve_server *s, const serve_request *r, int status) {
+    double seconds = r->started_ns ? (double)(uv_hrtime() - r->started_ns) / 1e9 : 0;
+    serve_stats_request(r->stats ? r->stats : s->other_stats, status, seconds);
     if (s->quiet) return;
     /* The path is printed up to its query, with bytes that need escaping in JSON replaced. */
     char path[256];
@@ -50,58 +49,10 @@ void serve_log_access(serve_server *s, const serve_request *r, int status) {
         id[n] = ch < 0x20 || ch >= 0x7f || ch == '"' || ch == '\\' ? '?' : (char)ch;
     }
     id[n] = '\0';
-    double ms = r->started_ns ? (double)(uv_hrtime() - r->started_ns) / 1e6 : 0;
+    double ms = seconds * 1e3;
     printf("{\"method\":\"%s\",\"path\":\"%s\",\"status\":%d,\"duration_ms\":%.3f,\"request_id\":\"%s\"}\n",
            http_method_str(r->method), path, status, ms, id);
     fflush(stdout);
-}
-
-/* ---- routes ------------------------------------------------------------------------------------- */
-
-static void respond_json(serve_conn *c, const char *body) { conn_respond(c, 200, NULL, NULL, body, strlen(body)); }
-
-/* The path of the url, without the query: [*path, *path + *len). */
-static void url_path(const serve_request *r, const char **path, size_t *len) {
-    struct http_parser_url u;
-    http_parser_url_init(&u);
-    if (http_parser_parse_url(r->url.data, r->url.len, 0, &u) == 0 && (u.field_set & (1 << UF_PATH))) {
-        *path = r->url.data + u.field_data[UF_PATH].off;
-        *len = u.field_data[UF_PATH].len;
-    } else {
-        *path = r->url.data ? r->url.data : "";
-        *len = r->url.len;
-    }
-}
-
-static bool path_is(const char *path, size_t len, const char *want) {
-    return len == strlen(want) && memcmp(path, want, len) == 0;
-}
-
-void serve_handle(serve_server *s, serve_conn *c) {
-    const serve_request *r = conn_request(c);
-    const char *path;
-    size_t len;
-    url_path(r, &path, &len);
-    const char *body = NULL;
-    if (path_is(path, len, "/v2")) body = "{\"name\":\"lunet\",\"version\":\"" LUNET_VERSION "\",\"extensions\":[\"binary_tensor_data\"]}";
-    else if (path_is(path, len, "/v2/health/live")) body = "{\"live\":true}";
-    else if (path_is(path, len, "/v2/health/ready")) body = s->stopping ? NULL : "{\"ready\":true}";
-    else {
-        conn_respond_error(c, 404, NULL, "no such route");
-        return;
-    }
-    if (r->method != HTTP_GET && r->method != HTTP_HEAD) {
-        char msg[64];
-        snprintf(msg, sizeof msg, "%s is not allowed here; use GET", http_method_str(r->method));
-        conn_respond_error(c, 405, "Allow: GET, HEAD\r\n", msg);
-        return;
-    }
-    if (!body) {
-        static const char not_ready[] = "{\"ready\":false}";
-        conn_respond(c, 503, NULL, NULL, not_ready, sizeof not_ready - 1);
-        return;
-    }
-    respond_json(c, body);
 }
 
 /* ---- the loop ----------------------------------------------------------------------------------- */
@@ -116,6 +67,7 @@ static void on_connection(uv_stream_t *listener, int status) {
 static void stop_now(serve_server *s) {
     if (s->stopping) return;
     s->stopping = true;
+    serve_workers_stop(s);
     uv_close((uv_handle_t *)&s->listener, NULL);
     uv_close((uv_handle_t *)&s->sigterm, NULL);
     uv_close((uv_handle_t *)&s->sigint, NULL);
@@ -147,6 +99,7 @@ lunet_status lunet_server_create(lunet_server **out, const lunet_server_options 
     };
     s->max_connections = o->max_connections > 0 ? o->max_connections : 1024;
     s->quiet = o->quiet;
+    s->threads = o->threads > 0 ? o->threads : (int)uv_available_parallelism();
     if (o->port < 0 || o->port > 65535) {
         free(s);
         return lunet__fail(LUNET_ERR_ARG, "serve: port %d is not in 0..65535", o->port);
@@ -181,11 +134,20 @@ lunet_status lunet_server_create(lunet_server **out, const lunet_server_options 
     uv_signal_init(&s->loop, &s->sigint);
     uv_async_init(&s->loop, &s->stop, on_stop);
     s->sigterm.data = s->sigint.data = s->stop.data = s;
+    uv_mutex_init(&s->metrics_lock);
+    s->other_stats = serve_stats_for(s, "");
+    s->unknown_stats = serve_stats_for(s, "_unknown");
+    if (!s->other_stats || !s->unknown_stats || !serve_workers_start(s)) {
+        lunet_server_free(s);
+        return lunet__nomem("serve");
+    }
     *out = s;
     return LUNET_OK;
 }
 
 int lunet_server_port(const lunet_server *s) { return s->port; }
+
+int lunet_server_threads(const lunet_server *s) { return s->threads; }
 
 lunet_status lunet_server_run(lunet_server *s) {
     if (s->stopping) return lunet__fail(LUNET_ERR_ARG, "serve: the server has stopped; create another");
@@ -202,5 +164,8 @@ void lunet_server_free(lunet_server *s) {
     stop_now(s); /* a server never run still holds its handles */
     uv_run(&s->loop, UV_RUN_DEFAULT);
     uv_loop_close(&s->loop);
+    serve_models_free(s);
+    serve_stats_free(s);
+    uv_mutex_destroy(&s->metrics_lock);
     free(s);
 }
