@@ -6,6 +6,9 @@
 #                   under AddressSanitizer + UndefinedBehaviorSanitizer, a valgrind leak check,
 #                   and the busted specs
 #   make demo       install missing Debian packages, build, run the demo
+#   make fuzz       libFuzzer with ASan + UBSan on the safetensors loader, the server's
+#                   inference bodies and its HTTP request handling, FUZZ_SECONDS (600) each;
+#                   FUZZ_TARGETS picks some (see "fuzzing" below)
 #   make install    install the module under $(PREFIX) (luarocks uses install-rock)
 #   make clean      remove build products
 
@@ -180,19 +183,39 @@ check-rock: all
 
 # ---- fuzzing ------------------------------------------------------------------------------------
 
-# libFuzzer on the safetensors loader (clang; Debian clang and libclang-rt-14-dev), for
-# FUZZ_SECONDS (600 by default) from a seed corpus of files lunet writes.
+# libFuzzer (clang; Debian clang and libclang-rt-14-dev) with ASan and UBSan, one target after
+# another, each for FUZZ_SECONDS (600 by default) from a seed corpus that
+# spec/scripts/fuzz_seeds.lua writes into build/fuzz/corpus/<target>:
+#
+#   safetensors  the safetensors loader and, through it, the JSON parser (core/tests/fuzz_safetensors.c)
+#   infer        the server's inference bodies: infer_read, infer_decode, infer_write (fuzz_infer.c)
+#   http         the server's request parsing, through a real lunet_server on 127.0.0.1 (fuzz_http.c)
+#
+# FUZZ_TARGETS picks some (make fuzz FUZZ_TARGETS=http FUZZ_SECONDS=120); a crash stops the run
+# and leaves its input in build/fuzz/artifacts/ (replay: build/fuzz/fuzz_<target> <file>).
 FUZZ_SECONDS ?= 600
-build/fuzz/fuzz_safetensors: core/tests/fuzz_safetensors.c $(CORE_SRC) $(HEADERS)
-	@mkdir -p $(dir $@)
-	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -DLUNET_ALLOC_NO_CACHE -std=c11 \
-	  -Icore/include -Icore/src $(BLAS_CFLAGS) core/tests/fuzz_safetensors.c $(CORE_SRC) -o $@ $(LIBS)
+FUZZ_TARGETS ?= safetensors infer http
+FUZZ_CFLAGS  := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -DLUNET_ALLOC_NO_CACHE -std=c11 \
+                -Icore/include -Icore/src $(BLAS_CFLAGS)
+FUZZ_ARGS_safetensors := -max_len=4096
+FUZZ_ARGS_infer       := -max_len=65536 -dict=build/fuzz/corpus/infer.dict
+FUZZ_ARGS_http        := -max_len=65536 -timeout=10 -dict=build/fuzz/corpus/http.dict
 
-fuzz: all build/fuzz/fuzz_safetensors
-	@mkdir -p build/fuzz/corpus build/fuzz/artifacts
+build/fuzz/fuzz_%: core/tests/fuzz_%.c $(CORE_SRC) $(HEADERS)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) $< $(CORE_SRC) -o $@ $(LIBS)
+
+# One recipe line per target, so that the first to fail stops make.
+define FUZZ_RUN
+	build/fuzz/fuzz_$(1) -max_total_time=$(FUZZ_SECONDS) $(FUZZ_ARGS_$(1)) -print_final_stats=1 \
+	  -artifact_prefix=build/fuzz/artifacts/ build/fuzz/corpus/$(1)
+
+endef
+
+fuzz: all $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
+	@mkdir -p build/fuzz/artifacts
 	$(LUA) spec/scripts/fuzz_seeds.lua build/fuzz/corpus
-	build/fuzz/fuzz_safetensors -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
-	  -artifact_prefix=build/fuzz/artifacts/ build/fuzz/corpus
+	$(foreach t,$(FUZZ_TARGETS),$(call FUZZ_RUN,$(t)))
 
 # ---- installation -----------------------------------------------------------------------------
 

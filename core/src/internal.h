@@ -33,7 +33,15 @@ void lunet__assert_fail(const char *cond, const char *file, int line);
 /* A hot loop compiled twice, for AVX2 and for baseline x86-64, with the choice made once at
  * load time from cpuid (an ifunc).  Without -ffast-math and with floating-point contraction
  * off (-std=c11), both versions compute the same bits; AVX2 just does eight floats at once. */
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
+/* Built with AddressSanitizer: GCC says so with __SANITIZE_ADDRESS__, clang with __has_feature. */
+#if defined(__SANITIZE_ADDRESS__)
+#define LUNET_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define LUNET_ASAN 1
+#endif
+#endif
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(LUNET_ASAN)
 #define LUNET_VECTORIZED __attribute__((target_clones("avx2", "default")))
 #else
 #define LUNET_VECTORIZED

@@ -266,7 +266,9 @@ static void read_more(serve_conn *c) {
 static void conn_feed(serve_conn *c) {
     if (c->feeding) return;
     c->feeding = true;
-    while (!c->closing && !c->with_server && c->in_pos < c->in.len &&
+    /* After a response that closes the connection nothing more is parsed (RFC 9112 9.6): the
+     * stream may be broken, and a parser in its error state would answer again and again. */
+    while (!c->closing && !c->with_server && c->keep_alive && c->in_pos < c->in.len &&
            c->write_queued <= c->server->limits.max_write_queue_bytes) {
         size_t n = http_parser_execute(&c->parser, &parser_settings, c->in.data + c->in_pos, c->in.len - c->in_pos);
         c->in_pos += n;
@@ -344,7 +346,7 @@ static void on_written(uv_write_t *w, int status) {
         conn_close(c);
         return;
     }
-    if (!c->with_server) {
+    if (!c->with_server && c->keep_alive) {
         read_more(c);
         conn_feed(c);
     }

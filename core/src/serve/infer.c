@@ -284,10 +284,17 @@ int infer_read(infer_request *r, infer_protocol protocol, const infer_tensor_inf
     if (status) return status;
     if (protocol == INFER_TF_PREDICT) {
         if (json_len != len) return fail(r, 400, "predict takes a JSON body only");
-        return read_tf(r, in);
+        status = read_tf(r, in);
+    } else {
+        status = read_oip(r, in, out, len - json_len);
+        if (!status && r->data == LUNET__JSON_NONE) r->binary = (const unsigned char *)body + json_len;
     }
-    if ((status = read_oip(r, in, out, len - json_len))) return status;
-    if (r->data == LUNET__JSON_NONE) r->binary = (const unsigned char *)body + json_len;
+    if (status || r->data == LUNET__JSON_NONE) return status;
+    /* The batch is sized from the rows before a value is read, so the rows must be ones the
+     * body can hold: every value after the first sample's takes at least one byte of text. */
+    if ((uint64_t)(r->rows - 1) * (uint64_t)in->count > json_len)
+        return fail(r, 400, "the request declares %lld samples of %lld values, more than its %zu bytes of JSON "
+                            "can hold", (long long)r->rows, (long long)in->count, json_len);
     return 0;
 }
 
