@@ -410,18 +410,14 @@ void conn_respond(serve_conn *c, int status, const char *content_type, const cha
 }
 
 void conn_respond_error(serve_conn *c, int status, const char *extra_headers, const char *message) {
-    serve_buf body = {0};
-    bool ok = serve_buf_append(&body, "{\"error\":\"", 10);
-    for (const char *p = message; ok && *p; p++) {
-        unsigned char ch = (unsigned char)*p;
-        if (ch == '"' || ch == '\\') ok = serve_buf_printf(&body, "\\%c", ch);
-        else if (ch < 0x20) ok = serve_buf_printf(&body, "\\u%04x", ch);
-        else ok = serve_buf_append(&body, p, 1);
-    }
-    ok = ok && serve_buf_append(&body, "\"}", 2);
-    if (ok) conn_respond(c, status, NULL, extra_headers, body.data, body.len);
+    /* Messages quote what a client sent through lunet__json_quote, so they are ASCII. */
+    lunet__json_writer body = {0};
+    lunet__json_write_raw(&body, "{\"error\":", 9);
+    lunet__json_write_string(&body, message, strlen(message));
+    lunet__json_write_raw(&body, "}", 1);
+    if (!body.failed) conn_respond(c, status, NULL, extra_headers, body.data, body.len);
     else conn_close(c);
-    serve_buf_free(&body);
+    lunet__json_writer_free(&body);
 }
 
 /* ---- accepting -------------------------------------------------------------------------------- */
