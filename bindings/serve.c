@@ -2,7 +2,7 @@
  * serve.c: the HTTP server of lunet.h for Lua (lua/lunet/serve.lua drives it):
  *
  *     local server = core.server(options)      -- binds the port
- *     server:threads()                         -- graphs each model needs (one per worker)
+ *     server:threads()                         -- graphs each model needs (one per event loop)
  *     server:add_model{name = "mlp", version = 1, graphs = {g1, g2}, max_batch_size = 64, ...}
  *     server:port()
  *     server:run()                             -- blocks until SIGTERM/SIGINT
@@ -77,7 +77,7 @@ static int m_add_model(lua_State *L) {
     int graphs_idx = lua_gettop(L);
     luaL_checktype(L, graphs_idx, LUA_TTABLE);
     if ((int)luaL_len(L, graphs_idx) != threads)
-        return luaL_error(L, "serve: model %s needs %d graphs (one per worker), got %d", m.name, threads,
+        return luaL_error(L, "serve: model %s needs %d graphs (one per event loop), got %d", m.name, threads,
                           (int)luaL_len(L, graphs_idx));
     lunet_model **graphs = lua_newuserdatauv(L, (size_t)threads * sizeof *graphs, 0); /* freed with the stack */
     for (int i = 0; i < threads; i++) {

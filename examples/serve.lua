@@ -7,7 +7,7 @@
 --
 -- Flags win over the environment: LUNET_MODELS (default ./models, laid out as
 -- <name>/<version>/model.safetensors), LUNET_HOST (default 0.0.0.0), LUNET_PORT (default 8000;
--- 0 picks a free port), LUNET_THREADS (inference workers; default: the CPUs).
+-- 0 picks a free port), LUNET_THREADS (event loops; default: the CPUs).
 -- --max-batch-size 1 turns batching off.  Prints "lunet: listening on http://HOST:PORT", then
 -- one JSON line per request.
 package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path

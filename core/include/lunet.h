@@ -741,7 +741,7 @@ lunet_status lunet_tensor_backward(lunet_tensor *t, const lunet_tensor *grad, bo
 /* Sets the threads that BLAS and lunet's own parallel loops use (n >= 1). */
 void lunet_set_num_threads(int n);
 /* The same for the calling thread alone (n >= 1; 0 returns it to the global setting): a
- * server's inference worker, one of several running graphs side by side, asks for 1. */
+ * server's event loop, one of several running graphs side by side, asks for 1. */
 void lunet_set_thread_num_threads(int n);
 /* The threads the calling thread's work uses: its own setting, else the global one. */
 int lunet_get_num_threads(void);
@@ -793,21 +793,21 @@ typedef struct lunet_server_options {
     int body_timeout_ms;          /* from its last header to its last body byte: 408. 30 s */
     int idle_timeout_ms;          /* a keep-alive connection with no request is closed: 60 s */
     bool quiet;                   /* no JSON access-log line per request on stdout */
-    int threads;                  /* inference workers, each running its own graphs: the CPUs */
+    int threads;                  /* event loops, each serving its connections on its own graphs: the CPUs */
 } lunet_server_options;
 
 lunet_status lunet_server_create(lunet_server **out, const lunet_server_options *options);
 /* The port the server listens on. */
 int lunet_server_port(const lunet_server *server);
-/* The inference workers: each model added brings this many graphs. */
+/* The event loops (threads): each model added brings this many graphs. */
 int lunet_server_threads(const lunet_server *server);
 
 /* A model version to serve.  The graphs are lunet_server_threads(server) graphs of one model
- * (lunet_model_run allows one call at a time per graph), so each worker runs its own; on
- * success the server owns them.  Concurrent requests for the model are decoded into one
- * batch and run as one forward of at most max_batch_size rows (1 turns batching off); a
- * worker takes what is queued when it is free, and waits for more only when
- * max_queue_delay_us is set.  Zero means the default. */
+ * (lunet_model_run allows one call at a time per graph), so each event loop runs its own; on
+ * success the server owns them.  Concurrent requests for the model on one loop are decoded
+ * into one batch and run as one forward of at most max_batch_size rows (1 turns batching
+ * off): a batch is what arrived together, and it waits for more only when max_queue_delay_us
+ * is set.  Zero means the default. */
 typedef struct lunet_server_model {
     const char *name;            /* letters, digits, '_', '-', '.': the URL's model name */
     int64_t version;             /* >= 1; a request naming no version gets the newest */
@@ -816,7 +816,7 @@ typedef struct lunet_server_model {
     const char *output_name;     /* "output" */
     int max_batch_size;          /* 64 */
     int64_t max_queue_delay_us;  /* 0: no wait */
-    int max_queue_size;          /* requests waiting beyond which new ones get 503: 1024 */
+    int max_queue_size;          /* requests waiting in one loop's batch beyond which new ones get 503: 1024 */
 } lunet_server_model;
 
 lunet_status lunet_server_add_model(lunet_server *server, const lunet_server_model *model);

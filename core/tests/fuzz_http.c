@@ -3,8 +3,8 @@
  * conn.c and routes.c, with http-parser underneath), through a real lunet_server: the
  * connection code is tied to libuv, so the bytes go in over TCP as a client's would.
  *
- * Once, a server starts on 127.0.0.1 (port 0) on a thread of its own, with one inference
- * worker, small limits and short timeouts, serving one model built here: "m", version 1,
+ * Once, a server starts on 127.0.0.1 (port 0) on a thread of its own, with two event loops
+ * (connections alternate between them, so the handing over is fuzzed too), small limits and short timeouts, serving one model built here: "m", version 1,
  * a Linear of 4 f32 inputs to 2 outputs, so that POST /v2/models/m/infer and
  * /v1/models/m:predict run inference.  Each input is then one connection: connect, write the
  * input, shut the writing side (the server sees the end of the stream), read until the
@@ -106,7 +106,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     lunet_server_options o = {
         .host = "127.0.0.1",
         .port = 0,
-        .threads = 1,
+        .threads = 2,
         .quiet = true,
         .max_header_bytes = 1024,
         .max_body_bytes = 65536,
@@ -115,8 +115,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
         .body_timeout_ms = 100,
         .idle_timeout_ms = 100,
     };
-    lunet_model *graph = small_model();
-    lunet_server_model model = {.name = "m", .version = 1, .graphs = &graph, .max_batch_size = 4};
+    lunet_model *graphs[2] = {small_model(), small_model()};
+    lunet_server_model model = {.name = "m", .version = 1, .graphs = graphs, .max_batch_size = 4};
     if (lunet_server_create(&server, &o) != LUNET_OK || lunet_server_add_model(server, &model) != LUNET_OK) {
         fprintf(stderr, "fuzz_http: cannot start the server: %s\n", lunet_last_error());
         exit(1);

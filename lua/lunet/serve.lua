@@ -10,7 +10,7 @@
 -- {name = {[version] = model or path}}.  Names are letters, digits, '_', '-' and '.'.
 --
 -- Options (0 or absent means the default; see lunet_server_options in lunet.h): host, port,
--- threads (inference workers: the CPUs), max_connections, max_header_bytes, max_body_bytes,
+-- threads (event loops, each running its own graphs: the CPUs), max_connections, max_header_bytes, max_body_bytes,
 -- header_timeout_ms, body_timeout_ms, idle_timeout_ms, quiet (no access-log line per request),
 -- the batching defaults max_batch_size (64; 1 turns batching off), max_queue_delay_us (0: no
 -- wait), max_queue_size (1024), and on_listen(port) (else a line "lunet: listening on
@@ -156,7 +156,7 @@ function M.serve(options)
     end
   end
   local on_listen = options.on_listen or function(port)
-    io.stdout:write(string.format("lunet: listening on http://%s:%d (%d inference threads)\n", host, port, threads))
+    io.stdout:write(string.format("lunet: listening on http://%s:%d (%d event loops)\n", host, port, threads))
     io.stdout:flush()
   end
   on_listen(server:port())

@@ -20,12 +20,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 struct serve_conn {
     uv_tcp_t tcp;                 /* handle.data points back here */
     uv_timer_t timer;             /* the header, body or idle timeout running now */
     serve_server *server;
-    serve_conn *next, *prev;      /* the server's list */
+    serve_loop *loop;
+    serve_conn *next, *prev;      /* the loop's list */
+    serve_conn *next_to_feed;     /* the loop's to_feed list, when on it */
     http_parser parser;
     serve_buf in;                 /* bytes read; those before in_pos are parsed */
     size_t in_pos;
@@ -39,10 +42,11 @@ struct serve_conn {
     bool with_server;             /* it is being answered */
     bool feeding;                 /* conn_feed is on the stack */
     bool keep_alive, closing;
+    bool to_feed;                 /* on the loop's to_feed list */
     int early_status;             /* a limit broken while parsing: answered at once */
     size_t write_queued;
-    serve_job *job;               /* answering the request, when a worker has it */
     int open_handles;             /* tcp and timer: the connection is freed when both closed */
+    int holds;                    /* ... and nothing holds it (conn_hold) */
 };
 
 /* ---- buffers ---------------------------------------------------------------------------------- */
@@ -86,9 +90,7 @@ void serve_buf_free(serve_buf *b) {
 
 /* ---- closing ---------------------------------------------------------------------------------- */
 
-static void handle_closed(uv_handle_t *h) {
-    serve_conn *c = h->data;
-    if (--c->open_handles > 0) return;
+static void conn_free(serve_conn *c) {
     serve_buf_free(&c->in);
     serve_buf_free(&c->req.url);
     serve_buf_free(&c->req.body);
@@ -96,15 +98,25 @@ static void handle_closed(uv_handle_t *h) {
     free(c);
 }
 
+static void handle_closed(uv_handle_t *h) {
+    serve_conn *c = h->data;
+    if (--c->open_handles == 0 && c->holds == 0) conn_free(c);
+}
+
+void conn_hold(serve_conn *c) { c->holds++; }
+
+void conn_release(serve_conn *c) {
+    if (--c->holds == 0 && c->open_handles == 0) conn_free(c);
+}
+
 void conn_close(serve_conn *c) {
     if (c->closing) return;
     c->closing = true;
-    serve_server *s = c->server;
+    serve_loop *l = c->loop;
     if (c->prev) c->prev->next = c->next;
-    else s->conns = c->next;
+    else l->conns = c->next;
     if (c->next) c->next->prev = c->prev;
-    s->connections--;
-    if (c->job) c->job->conn = NULL; /* its answer will be dropped */
+    atomic_fetch_sub(&c->server->connections, 1);
     uv_close((uv_handle_t *)&c->timer, handle_closed);
     uv_close((uv_handle_t *)&c->tcp, handle_closed);
 }
@@ -354,12 +366,44 @@ static void on_written(uv_write_t *w, int status) {
 
 serve_request *conn_request(serve_conn *c) { return &c->req; }
 
-void conn_take_body(serve_conn *c, serve_buf *body) {
-    *body = c->req.body;
-    memset(&c->req.body, 0, sizeof c->req.body);
+serve_loop *conn_loop(serve_conn *c) { return c->loop; }
+
+void conn_swap_body(serve_conn *c, serve_buf *spare) {
+    serve_buf body = c->req.body;
+    c->req.body = *spare;
+    c->req.body.len = 0;
+    *spare = body;
 }
 
-void conn_set_job(serve_conn *c, serve_job *job) { c->job = job; }
+/* After a response: read and parse on now, or, while the loop answers a batch, once it is done
+ * (parsing now could add to the batch being answered). */
+static void go_on(serve_conn *c) {
+    if (c->feeding) return; /* conn_feed is on the stack and goes on by itself */
+    serve_loop *l = c->loop;
+    if (l->answering) {
+        if (c->to_feed) return;
+        c->to_feed = true;
+        c->next_to_feed = l->to_feed;
+        l->to_feed = c;
+        conn_hold(c);
+        return;
+    }
+    read_more(c);
+    conn_feed(c);
+}
+
+void conn_feed_later(serve_conn *c) {
+    serve_loop *l = c->loop;
+    serve_conn **p = &l->to_feed;
+    while (*p != c) p = &(*p)->next_to_feed;
+    *p = c->next_to_feed;
+    c->to_feed = false;
+    if (!c->closing && !c->with_server && c->keep_alive) {
+        read_more(c);
+        conn_feed(c);
+    }
+    conn_release(c);
+}
 
 void conn_respond(serve_conn *c, int status, const char *content_type, const char *extra_headers, const char *body,
                   size_t body_len) {
@@ -367,7 +411,6 @@ void conn_respond(serve_conn *c, int status, const char *content_type, const cha
     /* Errors of the stream itself leave it in an unknown place: close after answering. */
     if (status == 400 || status == 408 || status == 413 || status == 431 || c->early_status) c->keep_alive = false;
     c->req.method = (enum http_method)c->parser.method; /* known from the request line on */
-    c->job = NULL;
     serve_answered(c->server, &c->req, status);
     size_t content_length = body_len;
     if (c->req.method == HTTP_HEAD) body_len = 0; /* the headers as for GET, no body */
@@ -390,7 +433,6 @@ void conn_respond(serve_conn *c, int status, const char *content_type, const cha
     serve_buf_free(&head);
     uv_buf_t b = uv_buf_init(wr->data, (unsigned)wr->len);
     c->write_queued += wr->len;
-    c->server->requests++;
     c->with_server = false, c->in_message = false, c->early_status = 0;
     if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0) {
         c->write_queued -= wr->len;
@@ -403,10 +445,7 @@ void conn_respond(serve_conn *c, int status, const char *content_type, const cha
         arm_timer(c, 0);
         return;
     }
-    if (!c->feeding) {
-        read_more(c);
-        conn_feed(c);
-    }
+    go_on(c);
 }
 
 void conn_respond_error(serve_conn *c, int status, const char *extra_headers, const char *message) {
@@ -422,27 +461,32 @@ void conn_respond_error(serve_conn *c, int status, const char *extra_headers, co
 
 /* ---- accepting -------------------------------------------------------------------------------- */
 
-bool conn_accept(serve_server *server, uv_stream_t *listener, const serve_limits *limits) {
+bool conn_open(serve_loop *l, uv_os_sock_t fd) {
     serve_conn *c = calloc(1, sizeof *c);
-    if (!c) return false;
-    c->server = server;
-    uv_tcp_init(&server->loop, &c->tcp);
-    uv_timer_init(&server->loop, &c->timer);
+    if (!c || uv_tcp_init(&l->loop, &c->tcp) != 0) {
+        free(c);
+        close(fd);
+        atomic_fetch_sub(&l->server->connections, 1);
+        return false;
+    }
+    c->server = l->server;
+    c->loop = l;
+    uv_timer_init(&l->loop, &c->timer);
     c->tcp.data = c->timer.data = c;
     c->open_handles = 2;
-    c->next = server->conns;
-    if (server->conns) server->conns->prev = c;
-    server->conns = c;
-    server->connections++;
+    c->next = l->conns;
+    if (l->conns) l->conns->prev = c;
+    l->conns = c;
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
     c->keep_alive = true;
-    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+    if (uv_tcp_open(&c->tcp, fd) != 0) {
+        close(fd);
         conn_close(c);
         return false;
     }
     uv_tcp_nodelay(&c->tcp, 1);
     uv_read_start((uv_stream_t *)&c->tcp, alloc_read, on_read);
-    arm_timer(c, limits->idle_timeout_ms);
+    arm_timer(c, l->server->limits.idle_timeout_ms);
     return true;
 }

@@ -43,23 +43,25 @@ serve_stats *serve_stats_for(serve_server *s, const char *label) {
     return st;
 }
 
-void serve_stats_request(serve_stats *st, int status, double seconds) {
+void serve_stats_request(serve_server *s, serve_stats *st, int status, double seconds) {
+    uv_mutex_lock(&s->metrics_lock);
     observe(&st->request_duration, time_bounds, SERVE_TIME_BUCKETS, seconds);
     for (int i = 0; i < SERVE_STATUS_SLOTS; i++) {
         if (st->by_status[i].status == 0) st->by_status[i].status = status;
         if (st->by_status[i].status == status) {
             st->by_status[i].count++;
-            return;
+            break;
         }
     }
+    uv_mutex_unlock(&s->metrics_lock);
 }
 
 void serve_stats_batch(serve_server *s, serve_stats *st, int64_t rows, double compute_s, const double *queue_s,
-                       int jobs, int late) {
+                       int requests, int late) {
     uv_mutex_lock(&s->metrics_lock);
     observe(&st->batch_size, batch_bounds, SERVE_BATCH_BUCKETS, (double)rows);
     observe(&st->compute_duration, time_bounds, SERVE_TIME_BUCKETS, compute_s);
-    for (int i = 0; i < jobs; i++) observe(&st->queue_duration, time_bounds, SERVE_TIME_BUCKETS, queue_s[i]);
+    for (int i = 0; i < requests; i++) observe(&st->queue_duration, time_bounds, SERVE_TIME_BUCKETS, queue_s[i]);
     st->inferences += (uint64_t)rows;
     st->batches++;
     st->rejected_deadline += (uint64_t)late;
@@ -95,15 +97,8 @@ static bool histogram(serve_buf *out, const char *name, const char *label, const
                                   (unsigned long long)h->count);
 }
 
-/* The queued jobs of each model name (queue_lock). */
-static int queued_for(serve_server *s, const char *label) {
-    int n = 0;
-    for (serve_model *m = s->models; m; m = m->next)
-        if (strcmp(m->name, label) == 0) n += m->queued;
-    return n;
-}
-
 bool serve_metrics_write(serve_server *s, serve_buf *out) {
+    uv_mutex_lock(&s->metrics_lock);
     bool ok = header(out, "lunet_requests_total", "counter", "HTTP requests answered, by model and status code.");
     for (serve_stats *st = s->stats; st; st = st->next)
         for (int i = 0; i < SERVE_STATUS_SLOTS && st->by_status[i].status; i++)
@@ -117,14 +112,11 @@ bool serve_metrics_write(serve_server *s, serve_buf *out) {
     ok = ok && header(out, "lunet_requests_in_flight", "gauge", "Inference requests queued or running.");
     for (serve_stats *st = s->stats; st; st = st->next)
         ok = ok && serve_buf_printf(out, "lunet_requests_in_flight{model=\"%s\"} %lld\n", st->label,
-                                    (long long)st->in_flight);
-    uv_mutex_lock(&s->queue_lock);
-    ok = ok && header(out, "lunet_queue_size", "gauge", "Inference requests waiting for a worker.");
+                                    (long long)atomic_load(&st->in_flight));
+    ok = ok && header(out, "lunet_queue_size", "gauge", "Inference requests waiting in a batch.");
     for (serve_stats *st = s->stats; st; st = st->next)
-        ok = ok && serve_buf_printf(out, "lunet_queue_size{model=\"%s\"} %d\n", st->label, queued_for(s, st->label));
-    uv_mutex_unlock(&s->queue_lock);
-
-    uv_mutex_lock(&s->metrics_lock);
+        ok = ok && serve_buf_printf(out, "lunet_queue_size{model=\"%s\"} %lld\n", st->label,
+                                    (long long)atomic_load(&st->queued));
     static const struct {
         const char *name, *help;
         size_t offset;

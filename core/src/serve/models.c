@@ -1,8 +1,7 @@
 /*
  * models.c: the models a server serves (serve.h): adding a version (lunet_server_add_model),
  * finding one by name and version, and describing them (OIP model metadata, TF Serving's
- * model status).  The list only grows while the server runs, and only on the loop's thread
- * before the workers see the model, so workers read it without a lock.
+ * model status).  Models are added before the server runs; the loops only read the list.
  */
 #include "serve.h"
 
@@ -73,19 +72,21 @@ lunet_status lunet_server_add_model(lunet_server *s, const lunet_server_model *o
         const int64_t *os = o->graphs[i] ? lunet_model_output_shape(o->graphs[i], &b) : NULL;
         if (!is || !same_shape(is, a, in_shape, in_ndim) || !same_shape(os, b, out_shape, out_ndim) ||
             lunet_model_dtype(o->graphs[i]) != lunet_model_dtype(o->graphs[0]))
-            return lunet__fail(LUNET_ERR_ARG, "serve: model %s: the %d graphs (one per worker) must be alike; graph %d "
+            return lunet__fail(LUNET_ERR_ARG, "serve: model %s: the %d graphs (one per loop) must be alike; graph %d "
                                "differs", o->name, s->threads, i + 1);
         for (int j = 0; j < i; j++)
             if (o->graphs[j] == o->graphs[i])
-                return lunet__fail(LUNET_ERR_ARG, "serve: model %s: graphs %d and %d are the same graph; each worker "
+                return lunet__fail(LUNET_ERR_ARG, "serve: model %s: graphs %d and %d are the same graph; each loop "
                                    "needs its own", o->name, j + 1, i + 1);
     }
     serve_model *m = calloc(1, sizeof *m);
     lunet_model **graphs = calloc((size_t)s->threads, sizeof *graphs);
+    serve_batch *batches = calloc((size_t)s->threads, sizeof *batches);
     serve_stats *stats = serve_stats_for(s, o->name);
-    if (!m || !graphs || !stats) {
+    if (!m || !graphs || !batches || !stats) {
         free(m);
         free(graphs);
+        free(batches);
         return lunet__nomem("serve");
     }
     snprintf(m->name, sizeof m->name, "%s", o->name);
@@ -96,16 +97,15 @@ lunet_status lunet_server_add_model(lunet_server *s, const lunet_server_model *o
     tensor_info(&m->output, m->output_name, sizeof m->output_name, out_name, dtype, out_shape, out_ndim);
     memcpy(graphs, o->graphs, (size_t)s->threads * sizeof *graphs);
     m->graphs = graphs;
+    m->batches = batches;
+    for (int i = 0; i < s->threads; i++) serve_batch_init(&batches[i], m, &s->loops[i]);
     m->max_batch_size = o->max_batch_size > 0 ? o->max_batch_size : 64;
     m->max_queue_delay_us = o->max_queue_delay_us > 0 ? o->max_queue_delay_us : 0;
     m->max_queue_size = o->max_queue_size > 0 ? o->max_queue_size : 1024;
     m->stats = stats;
-    /* Appended under the queue lock: the workers walk the list looking for work. */
-    uv_mutex_lock(&s->queue_lock);
     serve_model **tail = &s->models;
     while (*tail) tail = &(*tail)->next;
     *tail = m;
-    uv_mutex_unlock(&s->queue_lock);
     return LUNET_OK;
 }
 
@@ -113,8 +113,12 @@ void serve_models_free(serve_server *s) {
     serve_model *m = s->models;
     while (m) {
         serve_model *next = m->next;
-        for (int i = 0; i < s->threads; i++) lunet_model_free(m->graphs[i]);
+        for (int i = 0; i < s->threads; i++) {
+            lunet_model_free(m->graphs[i]);
+            serve_batch_free(&m->batches[i]);
+        }
         free(m->graphs);
+        free(m->batches);
         free(m);
         m = next;
     }

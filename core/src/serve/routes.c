@@ -138,7 +138,7 @@ static void model_route(serve_server *s, serve_conn *c, const char *name, size_t
         return;
     case INFER:
     case TF_PREDICT:
-        serve_workers_submit(s, c, m, action == INFER ? INFER_OIP : INFER_TF_PREDICT);
+        serve_batch_submit(c, m, action == INFER ? INFER_OIP : INFER_TF_PREDICT);
         return;
     }
 }

@@ -1,20 +1,27 @@
 /*
  * serve.h: the HTTP model server's parts, private to core/src/serve.
  *
- *   server.c   the lunet_server of lunet.h: the libuv loop, the listener, signals, the log
+ *   server.c   the lunet_server of lunet.h: the listener, handing connections out, signals, the log
+ *   loops.c    the event loops, one per thread: starting, taking connections, stopping
  *   conn.c     one client connection: http-parser with the limits and timeouts, keep-alive,
  *              pipelining (one request at a time, in order), the response queue
  *   routes.c   which handler answers a request: the paths of DESIGN.md's HTTP API
  *   models.c   the models served: adding, finding by name and version, their metadata
- *   workers.c  the inference workers: per-model queues, batching, running, answering back
+ *   batches.c  batching: decoding requests into a model's batch, running it, answering
  *   infer.c    request and response bodies (infer.h)
  *   metrics.c  the counters and histograms, and /metrics in Prometheus' text format
  *
- * Threads: the loop's thread does all the networking, parsing of HTTP and routing; it hands
- * an inference request to its model's queue as a job (the body moves with it).  A worker
- * takes the jobs queued for a model, decodes them into one batch, runs it, writes each job's
- * response body, and hands the jobs back to the loop (uv_async), which sends them.  A job
- * whose client has gone is still run (it is part of a batch) and then dropped.
+ * Threads: the server runs `threads` event loops, each on its own thread, and each does all the
+ * work of the connections it was given: reading, HTTP, routing, decoding bodies into its own
+ * batch buffers, running the model on its own graph, writing the answers.  Loop 0 (the thread
+ * that called lunet_server_run) also accepts connections and deals them out in turn.  So a
+ * request never changes threads: a handoff per request between a network thread and a worker
+ * cost more CPU than the small models served here take to run (measured: bench/serve.sh).
+ *
+ * A batch is what one pass of a loop read: requests decoded during the poll phase wait in
+ * their model's batch, and a check callback (right after the poll) runs every batch that holds
+ * any.  So nothing waits for a batch to fill, and requests that arrive while a batch runs make
+ * the next one.  max_queue_delay_us holds a batch back (a timer) for more rows.
  *
  * A request is handed to the server once its whole body has arrived; the server answers it
  * with conn_respond, now or later, and the connection goes on parsing whatever the client
@@ -35,8 +42,9 @@
 #include <uv.h>
 
 typedef struct lunet_server serve_server;
+typedef struct serve_loop serve_loop;
 typedef struct serve_conn serve_conn;
-typedef struct serve_job serve_job;
+typedef struct serve_batch serve_batch;
 typedef struct serve_stats serve_stats;
 
 /* A growable byte buffer. */
@@ -70,24 +78,31 @@ typedef struct serve_limits {
 
 /* ---- connections (conn.c) ------------------------------------------------------------------- */
 
-/* Accepts a waiting client of listener into a new connection that reports each request to
- * serve_handle (server.c).  Returns false (and leaves the client to the listener) on failure. */
-bool conn_accept(serve_server *server, uv_stream_t *listener, const serve_limits *limits);
+/* Opens a connection on loop l for the accepted socket fd (which it then owns, closing it on
+ * failure); it reports each request to serve_handle (routes.c).  False when it could not. */
+bool conn_open(serve_loop *l, uv_os_sock_t fd);
 /* Sends the response to the connection's current request: status, body (JSON unless
  * content_type says otherwise), extra header lines (each ending in \r\n, may be NULL).  Then
- * reads on, or closes the connection when the request or the status asked for that. */
+ * reads on, or closes the connection when the request or the status asked for that.  Does
+ * nothing on a connection that is closing. */
 void conn_respond(serve_conn *c, int status, const char *content_type, const char *extra_headers, const char *body,
                   size_t body_len);
 /* conn_respond with {"error": message} (message JSON-escaped). */
 void conn_respond_error(serve_conn *c, int status, const char *extra_headers, const char *message);
-/* Moves the current request's body out to *body (the connection does not read meanwhile). */
-void conn_take_body(serve_conn *c, serve_buf *body);
-/* The job answering the connection's request: a closing connection tells it (job->conn). */
-void conn_set_job(serve_conn *c, serve_job *job);
+/* The current request's body, swapped with *spare (an empty buffer, whose memory the
+ * connection reuses): a batch keeps the body while it waits, without copying or allocating. */
+void conn_swap_body(serve_conn *c, serve_buf *spare);
+/* A batch holding the connection keeps its memory alive (even if it closes meanwhile) until
+ * conn_release; respond before releasing. */
+void conn_hold(serve_conn *c);
+void conn_release(serve_conn *c);
 /* Closes a connection at once (server shutdown). */
 void conn_close(serve_conn *c);
-/* The request a connection is answering. */
+/* Parses on after a response given while its loop was answering a batch (serve_loop.to_feed). */
+void conn_feed_later(serve_conn *c);
+/* The request a connection is answering, and the loop it lives on. */
 serve_request *conn_request(serve_conn *c);
+serve_loop *conn_loop(serve_conn *c);
 
 /* ---- metrics (metrics.c) ------------------------------------------------------------------- */
 
@@ -101,9 +116,8 @@ typedef struct serve_histogram {
     double sum;
 } serve_histogram;
 
-/* What one model name (all its versions), the unknown names, or the other paths count.  The
- * loop's thread alone writes requests, by_status, request_duration, in_flight; workers write
- * the rest under the server's metrics_lock. */
+/* What one model name (all its versions), the unknown names, or the other paths count.  Every
+ * loop writes them: the gauges are atomics, the rest is guarded by the server's metrics_lock. */
 struct serve_stats {
     serve_stats *next;
     char label[72];               /* the model label value: its name, "_unknown", or "" */
@@ -112,19 +126,19 @@ struct serve_stats {
         uint64_t count;
     } by_status[SERVE_STATUS_SLOTS];
     serve_histogram request_duration;
-    int64_t in_flight;
+    atomic_llong in_flight, queued; /* being answered, and waiting in a batch */
     serve_histogram queue_duration, compute_duration, batch_size;
     uint64_t inferences, batches, rejected_full, rejected_deadline;
 };
 
 /* The stats of label, made on first use (NULL when out of memory). */
 serve_stats *serve_stats_for(serve_server *s, const char *label);
-/* An answered request (loop thread). */
-void serve_stats_request(serve_stats *st, int status, double seconds);
-/* A batch a worker ran: rows, compute time, each job's time in the queue, and how many of
- * its jobs were too late (504). */
+/* An answered request. */
+void serve_stats_request(serve_server *s, serve_stats *st, int status, double seconds);
+/* A batch that ran: rows, compute time, each request's time in the batch, and how many of its
+ * requests were too late (504). */
 void serve_stats_batch(serve_server *s, serve_stats *st, int64_t rows, double compute_s, const double *queue_s,
-                       int jobs, int late);
+                       int requests, int late);
 /* The /metrics text. */
 bool serve_metrics_write(serve_server *s, serve_buf *out);
 void serve_stats_free(serve_server *s);
@@ -138,13 +152,11 @@ typedef struct serve_model {
     char version_text[24];
     infer_tensor_info input, output;
     char input_name[64], output_name[64];
-    lunet_model **graphs;         /* one per worker */
+    lunet_model **graphs;         /* one per loop */
+    serve_batch *batches;         /* one per loop: the batch being made there */
     int max_batch_size, max_queue_size;
     int64_t max_queue_delay_us;
     serve_stats *stats;
-    /* the queue: the server's queue_lock guards these */
-    serve_job *head, *tail;
-    int queued;
 } serve_model;
 
 /* The model of that name and version (version 0: the newest), or NULL. */
@@ -156,30 +168,80 @@ bool serve_model_metadata(serve_server *s, const serve_model *m, serve_buf *out)
 bool serve_model_status(serve_server *s, const char *name, size_t name_len, int64_t version, serve_buf *out);
 void serve_models_free(serve_server *s);
 
-/* ---- workers (workers.c) -------------------------------------------------------------------- */
+/* ---- batches (batches.c) -------------------------------------------------------------------- */
 
-struct serve_job {
-    serve_job *next;
-    serve_conn *conn;             /* NULL once its client has gone (the loop's thread only) */
-    serve_model *model;
-    infer_protocol protocol;
-    serve_buf body;               /* the request's, moved here */
-    size_t json_len;              /* the JSON part of the body */
+/* A request waiting in a batch: its connection (held), its body and what was read of it. */
+typedef struct serve_job {
+    serve_conn *conn;
+    serve_buf body;               /* the request's (binary tensor data is borrowed from it) */
+    infer_request request;
     uint64_t queued_ns;
-    /* the worker's answer */
-    int status;
-    char *response;               /* malloc'd */
-    size_t response_len, response_json_len;
-    char error[256];
+} serve_job;
+
+/* One model's batch on one loop (only that loop's thread touches it).  Requests are decoded
+ * into `in` as they arrive, rows after rows; the batch runs as one forward. */
+struct serve_batch {
+    serve_model *model;
+    serve_loop *loop;
+    serve_batch *next_waiting;    /* the loop's list of batches holding requests */
+    bool listed;                  /* ... whether this one is on it */
+    serve_job *jobs;              /* [0, n) wait; the slots after keep their bodies' memory */
+    int n, cap;
+    int64_t rows;
+    void *in, *out;               /* (rows, input count), (rows, output count) in the graph's dtype */
+    size_t in_cap, out_cap;
+    double *queue_s;              /* each request's time in the batch, for the metrics */
 };
 
-/* Starts the workers (false, with lunet_last_error set, if it cannot). */
-bool serve_workers_start(serve_server *s);
-/* Queues an inference request of connection c for model m, or answers 503 when the queue is
- * full. */
-void serve_workers_submit(serve_server *s, serve_conn *c, serve_model *m, infer_protocol protocol);
-/* Stops and joins the workers; jobs not run are freed. */
-void serve_workers_stop(serve_server *s);
+/* Decodes connection c's inference request for model m into m's batch on c's loop, or answers
+ * it at once (400 for a bad body, 503 when the batch holds max_queue_size requests). */
+void serve_batch_submit(serve_conn *c, serve_model *m, infer_protocol protocol);
+/* Runs the loop's batches that are due (all of them without max_queue_delay_us), and feeds
+ * the connections their answers freed; arms the loop's delay timer for the others. */
+void serve_batches_run_due(serve_loop *l);
+/* Sets up model m's batch on loop l. */
+void serve_batch_init(serve_batch *b, serve_model *m, serve_loop *l);
+/* Drops the requests waiting in a batch, unanswered (shutdown: their connections are closing). */
+void serve_batch_drop(serve_batch *b);
+/* serve_batch_drop, and frees the batch's memory. */
+void serve_batch_free(serve_batch *b);
+
+/* ---- loops (loops.c) -------------------------------------------------------------------------- */
+
+/* One event loop and its thread; index picks each model's graph and batch. */
+struct serve_loop {
+    serve_server *server;
+    int index;
+    uv_loop_t loop;
+    uv_thread_t thread;           /* loops 1 and up; loop 0 runs on lunet_server_run's thread */
+    bool thread_started, stopped;
+    uv_async_t wake;              /* connections handed over, or stop */
+    uv_check_t after_poll;        /* runs the batches a pass read */
+    uv_timer_t delay;             /* for batches held back by max_queue_delay_us */
+    uv_mutex_t inbox_lock;        /* guards inbox and stop_asked */
+    uv_os_sock_t *inbox;          /* accepted sockets handed to this loop */
+    int inbox_len, inbox_cap;
+    bool stop_asked;
+    serve_conn *conns;            /* open connections, linked through serve_conn.next */
+    serve_batch *waiting;         /* batches holding requests */
+    int answering;                /* > 0 while a batch's answers go out: conn_respond defers */
+    serve_conn *to_feed;          /* ... the connections to parse on afterwards */
+};
+
+/* Starts loop l's handles (false, with lunet_last_error set, when it cannot). */
+bool serve_loop_init(serve_loop *l, serve_server *s, int index);
+/* Gives l an accepted socket (from any thread): l opens a connection for it. */
+void serve_loop_give(serve_loop *l, uv_os_sock_t fd);
+/* Runs l on a new thread (loops 1 and up). */
+bool serve_loop_start_thread(serve_loop *l);
+/* Asks l to stop (from any thread): it closes its connections and handles, and its uv_run ends. */
+void serve_loop_ask_stop(serve_loop *l);
+/* Stops l on the calling thread, which must be l's (or l's thread must not be running). */
+void serve_loop_stop(serve_loop *l);
+/* Waits for l's thread to end (after it stopped); nothing when it has none. */
+void serve_loop_join(serve_loop *l);
+/* Joins l's thread, stops l if it has not, and frees what it holds. */
+void serve_loop_close(serve_loop *l);
 
 /* ---- routes (routes.c) ---------------------------------------------------------------------- */
 
@@ -189,30 +251,23 @@ void serve_handle(serve_server *server, serve_conn *c);
 /* ---- the server (server.c) ------------------------------------------------------------------ */
 
 struct lunet_server {
-    uv_loop_t loop;
-    uv_tcp_t listener;
+    serve_loop *loops;            /* threads of them; loops[0] has the listener and the signals */
+    int threads, loops_ready;     /* loops_ready: those serve_loop_init set up */
+    uv_os_sock_t listen_fd;
+    uv_poll_t listener;
+    uv_timer_t accept_pause;      /* out of descriptors: accepting waits a little */
     uv_signal_t sigterm, sigint;
     uv_async_t stop;              /* lunet_server_stop from any thread */
+    int next_loop;                /* which loop the next connection goes to */
     serve_limits limits;
-    int max_connections, connections;
-    serve_conn *conns;            /* every open connection, linked through serve_conn.next */
-    bool stopping, quiet;
+    int max_connections;
+    atomic_int connections;
+    atomic_bool stopping;
+    bool running, quiet;
     int port;
-    uint64_t requests;            /* answered so far */
     serve_model *models;
     serve_stats *stats, *other_stats, *unknown_stats;
     uv_mutex_t metrics_lock;
-    /* the workers (workers.c) */
-    int threads;
-    uv_thread_t *workers;
-    struct serve_worker *worker_state;
-    int workers_started;
-    uv_mutex_t queue_lock;        /* the models' queues and workers_stop */
-    uv_cond_t queue_wake;
-    bool workers_stop;
-    uv_mutex_t done_lock;         /* jobs answered, for the loop to send */
-    serve_job *done_head, *done_tail;
-    uv_async_t done;
 };
 
 /* An answered request: its metrics, and a JSON access-log line on stdout. */

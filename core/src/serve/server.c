@@ -1,13 +1,21 @@
 /*
- * server.c: lunet_server (lunet.h): the loop, the listener, the signals that stop it, the
- * access log.  Connections are conn.c's, routes routes.c's, workers workers.c's.
+ * server.c: lunet_server (lunet.h): the listener and the dealing out of connections to the
+ * loops, the signals that stop it, the access log.  Loops are loops.c's, connections
+ * conn.c's, routes routes.c's, batches batches.c's.
+ *
+ * Loop 0 accepts: its poll handle watches the listening socket, and each accepted socket goes
+ * to the next loop in turn (round robin), so the connections of a busy client spread evenly
+ * over the loops, which SO_REUSEPORT's hashing of addresses does not promise.
  */
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE /* accept4 */
 #include "serve.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 /* ---- responses ---------------------------------------------------------------------------------- */
 
@@ -33,7 +41,7 @@ const char *serve_status_text(int status) {
 
 void serve_answered(serve_server *s, const serve_request *r, int status) {
     double seconds = r->started_ns ? (double)(uv_hrtime() - r->started_ns) / 1e9 : 0;
-    serve_stats_request(r->stats ? r->stats : s->other_stats, status, seconds);
+    serve_stats_request(s, r->stats ? r->stats : s->other_stats, status, seconds);
     if (s->quiet) return;
     /* The path is printed up to its query, with bytes that need escaping in JSON replaced. */
     char path[256];
@@ -55,24 +63,93 @@ void serve_answered(serve_server *s, const serve_request *r, int status) {
     fflush(stdout);
 }
 
-/* ---- the loop ----------------------------------------------------------------------------------- */
+/* ---- accepting ---------------------------------------------------------------------------------- */
 
-static void on_connection(uv_stream_t *listener, int status) {
-    serve_server *s = listener->data;
-    if (status < 0 || s->stopping) return;
-    if (!conn_accept(s, listener, &s->limits)) return;
-    if (s->connections > s->max_connections) conn_close(s->conns); /* the newest: over the limit */
+static void on_acceptable(uv_poll_t *h, int status, int events);
+
+static void resume_accepting(uv_timer_t *t) {
+    serve_server *s = t->data;
+    if (!s->stopping) uv_poll_start(&s->listener, UV_READABLE, on_acceptable);
 }
 
+/* Accepts what is waiting (a bounded number per pass, so that loop 0's own clients are not
+ * starved by a flood of new ones) and deals the sockets out. */
+static void on_acceptable(uv_poll_t *h, int status, int events) {
+    serve_server *s = h->data;
+    (void)events;
+    if (status < 0 || s->stopping) return;
+    for (int i = 0; i < 64; i++) {
+        int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO) continue;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* Out of descriptors or memory: the listener would wake the loop again at once,
+                 * so accepting pauses while connections close. */
+                uv_poll_stop(&s->listener);
+                uv_timer_start(&s->accept_pause, resume_accepting, 100, 0);
+            }
+            return;
+        }
+        if (atomic_fetch_add(&s->connections, 1) >= s->max_connections) { /* over the limit */
+            close(fd);
+            atomic_fetch_sub(&s->connections, 1);
+            continue;
+        }
+        serve_loop *l = &s->loops[s->next_loop];
+        s->next_loop = (s->next_loop + 1) % s->threads;
+        if (l->index == 0) conn_open(l, fd);
+        else serve_loop_give(l, fd);
+    }
+}
+
+/* Opens a listening socket on host:port, and says why not in lunet_last_error. */
+static bool listen_on(serve_server *s, const char *host, int port) {
+    struct sockaddr_storage addr;
+    int rc = uv_ip4_addr(host, port, (struct sockaddr_in *)&addr);
+    if (rc != 0) rc = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr);
+    if (rc != 0) {
+        lunet__fail(LUNET_ERR_ARG, "serve: %s is not an IPv4 or IPv6 address", host);
+        return false;
+    }
+    socklen_t len = addr.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int on = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
+        bind(fd, (struct sockaddr *)&addr, len) != 0 || listen(fd, 511) != 0) {
+        int err = errno;
+        if (fd >= 0) close(fd);
+        lunet__fail(LUNET_ERR_IO, "serve: cannot listen on %s port %d: %s", host, port, strerror(err));
+        return false;
+    }
+    struct sockaddr_storage bound;
+    socklen_t bound_len = sizeof bound;
+    getsockname(fd, (struct sockaddr *)&bound, &bound_len);
+    s->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                : ((struct sockaddr_in *)&bound)->sin_port);
+    s->listen_fd = fd;
+    return true;
+}
+
+/* ---- stopping ----------------------------------------------------------------------------------- */
+
+static void listener_closed(uv_handle_t *h) {
+    serve_server *s = h->data;
+    close(s->listen_fd);
+    s->listen_fd = -1;
+}
+
+/* Stops the server (on loop 0's thread, or any thread when no loop runs): no more accepting,
+ * every loop closes its connections, and the loops' uv_run return. */
 static void stop_now(serve_server *s) {
     if (s->stopping) return;
     s->stopping = true;
-    serve_workers_stop(s);
-    uv_close((uv_handle_t *)&s->listener, NULL);
+    uv_close((uv_handle_t *)&s->listener, listener_closed);
+    uv_close((uv_handle_t *)&s->accept_pause, NULL);
     uv_close((uv_handle_t *)&s->sigterm, NULL);
     uv_close((uv_handle_t *)&s->sigint, NULL);
     uv_close((uv_handle_t *)&s->stop, NULL);
-    while (s->conns) conn_close(s->conns);
+    serve_loop_stop(&s->loops[0]);
+    for (int i = 1; i < s->loops_ready; i++) serve_loop_ask_stop(&s->loops[i]);
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -82,13 +159,28 @@ static void on_signal(uv_signal_t *h, int signum) {
 
 static void on_stop(uv_async_t *h) { stop_now(h->data); }
 
+/* ---- the server --------------------------------------------------------------------------------- */
+
 static size_t or_default(size_t v, size_t d) { return v ? v : d; }
+
+/* Frees what create made before it failed (no loop has run). */
+static lunet_status create_failed(serve_server *s) {
+    char reason[512];
+    snprintf(reason, sizeof reason, "%s", lunet_last_error());
+    for (int i = 0; i < s->loops_ready; i++) serve_loop_close(&s->loops[i]);
+    if (s->listen_fd >= 0) close(s->listen_fd);
+    serve_stats_free(s);
+    uv_mutex_destroy(&s->metrics_lock);
+    free(s->loops);
+    free(s);
+    return lunet__fail(LUNET_ERR_IO, "%s", reason);
+}
 
 lunet_status lunet_server_create(lunet_server **out, const lunet_server_options *o) {
     *out = NULL;
+    if (o->port < 0 || o->port > 65535) return lunet__fail(LUNET_ERR_ARG, "serve: port %d is not in 0..65535", o->port);
     serve_server *s = calloc(1, sizeof *s);
     if (!s) return lunet__nomem("serve");
-    const char *host = o->host ? o->host : "0.0.0.0";
     s->limits = (serve_limits){
         .max_header_bytes = or_default(o->max_header_bytes, 16 << 10),
         .max_body_bytes = or_default(o->max_body_bytes, (size_t)64 << 20),
@@ -100,47 +192,27 @@ lunet_status lunet_server_create(lunet_server **out, const lunet_server_options 
     s->max_connections = o->max_connections > 0 ? o->max_connections : 1024;
     s->quiet = o->quiet;
     s->threads = o->threads > 0 ? o->threads : (int)uv_available_parallelism();
-    if (o->port < 0 || o->port > 65535) {
-        free(s);
-        return lunet__fail(LUNET_ERR_ARG, "serve: port %d is not in 0..65535", o->port);
-    }
-    int rc = uv_loop_init(&s->loop);
-    if (rc != 0) {
-        free(s);
-        return lunet__fail(LUNET_ERR_IO, "serve: cannot start an event loop: %s", uv_strerror(rc));
-    }
-    struct sockaddr_storage addr;
-    rc = uv_ip4_addr(host, o->port, (struct sockaddr_in *)&addr);
-    if (rc != 0) rc = uv_ip6_addr(host, o->port, (struct sockaddr_in6 *)&addr);
-    if (rc == 0) rc = uv_tcp_init(&s->loop, &s->listener);
-    if (rc == 0) {
-        s->listener.data = s;
-        rc = uv_tcp_bind(&s->listener, (const struct sockaddr *)&addr, 0);
-        if (rc == 0) rc = uv_listen((uv_stream_t *)&s->listener, 511, on_connection);
-        if (rc != 0) uv_close((uv_handle_t *)&s->listener, NULL);
-    }
-    if (rc != 0) {
-        uv_run(&s->loop, UV_RUN_NOWAIT); /* let the closed handle go */
-        uv_loop_close(&s->loop);
-        free(s);
-        return lunet__fail(LUNET_ERR_IO, "serve: cannot listen on %s port %d: %s", host, o->port, uv_strerror(rc));
-    }
-    struct sockaddr_storage bound;
-    int bound_len = sizeof bound;
-    uv_tcp_getsockname(&s->listener, (struct sockaddr *)&bound, &bound_len);
-    s->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
-                                                : ((struct sockaddr_in *)&bound)->sin_port);
-    uv_signal_init(&s->loop, &s->sigterm);
-    uv_signal_init(&s->loop, &s->sigint);
-    uv_async_init(&s->loop, &s->stop, on_stop);
-    s->sigterm.data = s->sigint.data = s->stop.data = s;
+    s->listen_fd = -1;
     uv_mutex_init(&s->metrics_lock);
+    s->loops = calloc((size_t)s->threads, sizeof *s->loops);
     s->other_stats = serve_stats_for(s, "");
     s->unknown_stats = serve_stats_for(s, "_unknown");
-    if (!s->other_stats || !s->unknown_stats || !serve_workers_start(s)) {
-        lunet_server_free(s);
-        return lunet__nomem("serve");
+    if (!s->loops || !s->other_stats || !s->unknown_stats) {
+        lunet__nomem("serve");
+        return create_failed(s);
     }
+    if (!listen_on(s, o->host ? o->host : "0.0.0.0", o->port)) return create_failed(s);
+    for (int i = 0; i < s->threads; i++) {
+        if (!serve_loop_init(&s->loops[i], s, i)) return create_failed(s);
+        s->loops_ready++;
+    }
+    uv_loop_t *loop0 = &s->loops[0].loop;
+    uv_poll_init_socket(loop0, &s->listener, s->listen_fd);
+    uv_timer_init(loop0, &s->accept_pause);
+    uv_signal_init(loop0, &s->sigterm);
+    uv_signal_init(loop0, &s->sigint);
+    uv_async_init(loop0, &s->stop, on_stop);
+    s->listener.data = s->accept_pause.data = s->sigterm.data = s->sigint.data = s->stop.data = s;
     *out = s;
     return LUNET_OK;
 }
@@ -150,11 +222,24 @@ int lunet_server_port(const lunet_server *s) { return s->port; }
 int lunet_server_threads(const lunet_server *s) { return s->threads; }
 
 lunet_status lunet_server_run(lunet_server *s) {
-    if (s->stopping) return lunet__fail(LUNET_ERR_ARG, "serve: the server has stopped; create another");
+    if (s->running || s->stopping) return lunet__fail(LUNET_ERR_ARG, "serve: the server has stopped; create another");
+    s->running = true;
+    uv_poll_start(&s->listener, UV_READABLE, on_acceptable);
     uv_signal_start(&s->sigterm, on_signal, SIGTERM);
     uv_signal_start(&s->sigint, on_signal, SIGINT);
-    uv_run(&s->loop, UV_RUN_DEFAULT);
-    return LUNET_OK;
+    lunet_status status = LUNET_OK;
+    for (int i = 1; i < s->threads; i++) {
+        if (!serve_loop_start_thread(&s->loops[i])) {
+            status = LUNET_ERR_IO;
+            stop_now(s);
+            break;
+        }
+    }
+    lunet_set_thread_num_threads(1); /* loop 0 is one of the loops */
+    uv_run(&s->loops[0].loop, UV_RUN_DEFAULT);
+    lunet_set_thread_num_threads(0);
+    for (int i = 1; i < s->threads; i++) serve_loop_join(&s->loops[i]);
+    return status;
 }
 
 void lunet_server_stop(lunet_server *s) { uv_async_send(&s->stop); }
@@ -162,10 +247,11 @@ void lunet_server_stop(lunet_server *s) { uv_async_send(&s->stop); }
 void lunet_server_free(lunet_server *s) {
     if (!s) return;
     stop_now(s); /* a server never run still holds its handles */
-    uv_run(&s->loop, UV_RUN_DEFAULT);
-    uv_loop_close(&s->loop);
+    for (int i = 0; i < s->loops_ready; i++) serve_loop_close(&s->loops[i]);
+    if (s->listen_fd >= 0) close(s->listen_fd);
     serve_models_free(s);
     serve_stats_free(s);
     uv_mutex_destroy(&s->metrics_lock);
+    free(s->loops);
     free(s);
 }
