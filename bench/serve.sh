@@ -60,44 +60,8 @@ SEGMENTS=()
 ROUND=0
 BASE_URL=""
 
-log() { printf 'serve.sh: %s\n' "$*" >&2; }
-die() {
-  log "$*"
-  exit 1
-}
-
-# Installs the Debian packages that are missing, as the Makefile's deps rule does.
-install_missing() {
-  local missing=() p
-  for p in "$@"; do
-    dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed' || missing+=("$p")
-  done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  log "installing Debian packages: ${missing[*]}"
-  local sudo=()
-  [ "$(id -u)" = 0 ] || sudo=(sudo)
-  "${sudo[@]}" apt-get update -qq
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
-}
-
-# Stops the running server with SIGTERM (SIGKILL after 20 s) and waits for it.  Both servers
-# exit 0 on SIGTERM; another status is reported but does not fail the benchmark.
-stop_server() {
-  [ -n "$SERVER_PID" ] || return 0
-  local pid=$SERVER_PID i status=0
-  SERVER_PID=""
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 200; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    log "pid $pid did not stop within 20 s of SIGTERM; killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  wait "$pid" 2>/dev/null || status=$?
-  [ "$status" -eq 0 ] || log "the server (pid $pid) exited with status $status"
-}
+# shellcheck source=bench/serve_common.sh
+. bench/serve_common.sh
 
 cleanup() {
   local status=$?
@@ -112,50 +76,12 @@ cleanup() {
   exit "$status"
 }
 
-# Fails, showing the end of the server's log, unless the server process is still running.
-check_alive() {
-  kill -0 "$SERVER_PID" 2>/dev/null && return 0
-  tail -n 20 "$1" >&2 || true
-  SERVER_PID=""
-  die "the server exited early (log: $1)"
-}
-
-# Waits until BASE_URL/v2/health/ready answers 200.
-wait_ready() {
-  local log_file=$1 i
-  for ((i = 0; i < START_TIMEOUT * 10; i++)); do
-    check_alive "$log_file"
-    [ "$(curl -s -o /dev/null -w '%{http_code}' "$BASE_URL/v2/health/ready" || true)" = 200 ] && return 0
-    sleep 0.1
-  done
-  die "$BASE_URL was not ready within $START_TIMEOUT s (log: $log_file)"
-}
-
 start_flask() {
   local log_file=$WORK/flask.log
   /usr/bin/python3 -m gunicorn -w 2 -b "127.0.0.1:$FLASK_PORT" --chdir "$SHARED/bench" flask_peer:app \
     >>"$log_file" 2>&1 &
   SERVER_PID=$!
   BASE_URL=http://127.0.0.1:$FLASK_PORT
-  wait_ready "$log_file"
-}
-
-# start_lunet MAX_BATCH_SIZE: the port comes from the "lunet: listening on http://HOST:PORT" line
-# (anything after the port is ignored).
-start_lunet() {
-  local log_file=$WORK/lunet-batch-$1.log i port=""
-  : >"$log_file"
-  lua5.4 examples/serve.lua --models "$WORK/models" --port "$LUNET_PORT" --host 127.0.0.1 --quiet \
-    --max-batch-size "$1" --threads "$LUNET_THREADS" >>"$log_file" 2>&1 &
-  SERVER_PID=$!
-  for ((i = 0; i < START_TIMEOUT * 10; i++)); do
-    check_alive "$log_file"
-    port=$(sed -n 's|^lunet: listening on http://[^ ]*:\([0-9][0-9]*\).*|\1|p' "$log_file" | head -n 1)
-    [ -n "$port" ] && break
-    sleep 0.1
-  done
-  [ -n "$port" ] || die "lunet printed no 'lunet: listening on' line within $START_TIMEOUT s (log: $log_file)"
-  BASE_URL=http://127.0.0.1:$port
   wait_ready "$log_file"
 }
 

@@ -10,7 +10,8 @@ local nn = lunet.nn
 local _, test_set = lunet.data.fashion_mnist()
 
 -- A repository: mlp versions 1 and 2 (different weights), mlp_int8 (static int8 of version 2)
--- and "patient", which waits 300 ms for a batch to fill (for the deadline test).
+-- "patient", which waits 300 ms for a batch to fill (for the deadline test), and "narrow", whose
+-- batches wait a second and hold one request (for the queue-full test).
 local repo = os.tmpname()
 os.remove(repo)
 local function save(model, name, version)
@@ -28,6 +29,8 @@ models.int8 = lunet.quantize(models[2], { calibration = test_set.x:narrow(1, 1, 
 save(models.int8, "mlp_int8", 1)
 save(models[1], "patient", 1)
 harness.write_file(repo .. "/patient/config.lua", "return {max_queue_delay_us = 300000}")
+save(models[1], "narrow", 1)
+harness.write_file(repo .. "/narrow/config.lua", "return {max_queue_delay_us = 1000000, max_queue_size = 1}")
 
 -- Image i of the test set: its pixels as a flat list, and the graph's answer for it alone.
 local function image(i) return test_set.x:narrow(1, i, 1) end
@@ -147,6 +150,26 @@ describe("lunet.serve", function()
       assert.are.same({ 200, 404, 200 }, { s1, s2, s3 })
       assert.are.equal('{"live":true}', b1)
       assert.are.equal('{"ready":true}', b3)
+    end)
+
+    it("answers every request sent before the client closed its side, then closes", function()
+      -- inference requests too: they wait in patient's batch (300 ms) while the end of the
+      -- stream is read
+      local c = server:connect()
+      local body = cjson.encode(infer_request(3))
+      local infer = "POST /v2/models/patient/infer HTTP/1.1\r\nHost: x\r\nContent-Length: " .. #body .. "\r\n\r\n" .. body
+      c:send(infer .. "GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n" .. infer)
+      c:shutdown("send")
+      local s1, _, b1 = harness.read_response(c)
+      local s2 = harness.read_response(c)
+      local s3, _, b3 = harness.read_response(c)
+      local s4, err = harness.read_response(c)
+      c:close()
+      assert.are.same({ 200, 200, 200 }, { s1, s2, s3 })
+      assert.are.equal(b1, b3)
+      assert_close(expected(1, 3), cjson.decode(b1).outputs[1].data)
+      assert.is_nil(s4)
+      assert.are.equal("closed", err)
     end)
 
     it("answers nothing after a response that closes the connection", function()
@@ -345,6 +368,34 @@ describe("lunet.serve", function()
       assert.truthy(answer.error:find("longer than its timeout_ms of 50", 1, true))
       status = server:post_json("/v2/models/patient/infer", infer_request(1, { parameters = { timeout_ms = 10000 } }))
       assert.are.equal(200, status)
+    end)
+
+    it("answers 503 with Retry-After when a model's queue is full, and serves the rest", function()
+      -- Three connections over the server's two loops: two share a loop, whose batch (held a
+      -- second for more rows) already holds the one request it may.
+      local rejected = 'lunet_rejected_requests_total{model="narrow",reason="queue_full"}'
+      local before = server:metric(rejected)
+      local conns, body = {}, cjson.encode(infer_request(7))
+      for i = 1, 3 do conns[i] = server:connect() end
+      for i = 1, 3 do
+        assert(conns[i]:send("POST /v2/models/narrow/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+          .. "Content-Length: " .. #body .. "\r\n\r\n" .. body))
+      end
+      local full = 0
+      for i = 1, 3 do
+        local status, headers, answer = harness.read_response(conns[i])
+        conns[i]:close()
+        if status == 503 then
+          full = full + 1
+          assert.are.equal("1", headers["retry-after"])
+          assert.truthy(cjson.decode(answer).error:find("the queue of model narrow is full (1 requests)", 1, true))
+        else
+          assert.are.equal(200, status, answer)
+          assert_close(expected(1, 7), cjson.decode(answer).outputs[1].data)
+        end
+      end
+      assert.is_true(full >= 1 and full <= 2, full .. " requests were refused")
+      assert.are.equal(before + full, server:metric(rejected))
     end)
 
     it("counts in /metrics exactly the requests sent", function()
