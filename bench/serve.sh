@@ -63,18 +63,6 @@ BASE_URL=""
 # shellcheck source=bench/serve_common.sh
 . bench/serve_common.sh
 
-cleanup() {
-  local status=$?
-  stop_server
-  if [ -n "$WORK" ]; then
-    if [ "$status" -ne 0 ] || [ "$KEEP_WORK" = 1 ]; then
-      log "bodies, models and logs kept in $WORK"
-    else
-      rm -rf "$WORK"
-    fi
-  fi
-  exit "$status"
-}
 
 start_flask() {
   local log_file=$WORK/flask.log

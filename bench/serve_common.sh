@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # Shell functions the serving benchmarks share (bench/serve.sh, bench/serve_memory.sh): source
-# it after setting WORK (the scratch directory), LUNET_PORT, LUNET_THREADS and START_TIMEOUT.
+# it after setting WORK (the scratch directory), KEEP_WORK, LUNET_PORT, LUNET_THREADS and
+# START_TIMEOUT.
 # A server started here is in SERVER_PID, reachable at BASE_URL.
 
 log() { printf '%s: %s\n' "$(basename "$0")" "$*" >&2; }
@@ -40,6 +41,20 @@ stop_server() {
   fi
   wait "$pid" 2>/dev/null || status=$?
   [ "$status" -eq 0 ] || log "the server (pid $pid) exited with status $status"
+}
+
+# The EXIT trap: stops the server, removes WORK (kept when the script failed, or KEEP_WORK=1).
+cleanup() {
+  local status=$?
+  stop_server
+  if [ -n "$WORK" ]; then
+    if [ "$status" -ne 0 ] || [ "$KEEP_WORK" = 1 ]; then
+      log "bodies, models and logs kept in $WORK"
+    else
+      rm -rf "$WORK"
+    fi
+  fi
+  exit "$status"
 }
 
 # Fails, showing the end of the server's log, unless the server process is still running.

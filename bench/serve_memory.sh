@@ -39,14 +39,6 @@ BASE_URL=""
 # shellcheck source=bench/serve_common.sh
 . bench/serve_common.sh
 
-cleanup() {
-  local status=$?
-  stop_server
-  if [ -n "$WORK" ]; then
-    if [ "$status" -ne 0 ] || [ "$KEEP_WORK" = 1 ]; then log "files kept in $WORK"; else rm -rf "$WORK"; fi
-  fi
-  exit "$status"
-}
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$SERVER_PID/status"; }
 
