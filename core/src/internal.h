@@ -408,4 +408,9 @@ lunet_status lunet__matmul_reference(lunet_tensor **out, const lunet_tensor *a, 
  * with name standing for the path.  The fuzz target (core/tests/fuzz_safetensors.c) calls it. */
 lunet_status lunet__safetensors_read_memory(lunet_safetensors **out, const void *bytes, size_t n, const char *name);
 
+/* v as printf's "%.9g" writes it (float_text.c), NUL-terminated in out (LUNET__F32_TEXT_MAX
+ * bytes); returns its length. */
+#define LUNET__F32_TEXT_MAX 32
+size_t lunet__f32_text(char *out, float v);
+
 #endif /* LUNET_INTERNAL_H */
