@@ -112,6 +112,11 @@ build/release/tests/%: core/tests/%.c core/tests/check.h build/release/liblunet.
 	@mkdir -p $(dir $@)
 	$(CC) $(OPT) $(CFLAGS_ALL) -Icore/src $< build/release/liblunet.a -o $@ $(LIBS)
 
+# C benchmarks (bench/*.c) against the release library: make build/release/bench/infer_decode
+build/release/bench/%: bench/%.c build/release/liblunet.a
+	@mkdir -p $(dir $@)
+	$(CC) $(OPT) $(CFLAGS_ALL) -Icore/src $< build/release/liblunet.a -o $@ $(LIBS)
+
 build/asan/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) -O1 -g $(SANITIZE) $(CFLAGS_ALL) -c $< -o $@

@@ -6,8 +6,9 @@
 
 #define IS_DIGIT(c) ((c) >= '0' && (c) <= '9')
 
-static const double powers_of_ten[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
-                                       1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+const double lunet__powers_of_ten[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                         1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                         1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
 /* A plain decimal ([+-]digits[.digits][e[+-]digits]) whose mantissa and power of ten are
  * exact doubles: one IEEE multiply or divide then rounds correctly.  Returns the end of the
@@ -45,12 +46,3 @@ const char *lunet__decimal_fast(double *out, const char *p, const char *end) {
     }
     return lunet__decimal_compose(out, negative, mantissa, exponent) ? p : NULL;
 }
-
-bool lunet__decimal_compose(double *out, bool negative, uint64_t mantissa, int exponent) {
-    if (mantissa > ((uint64_t)1 << 53) || exponent < -22 || exponent > 22) return false;
-    double v = (double)mantissa;
-    v = exponent < 0 ? v / powers_of_ten[-exponent] : v * powers_of_ten[exponent];
-    *out = negative ? -v : v;
-    return true;
-}
-

@@ -55,8 +55,15 @@ void lunet__assert_fail(const char *cond, const char *file, int line);
  * sends it to strtod_l, which gives the same bits for the numbers this takes. */
 const char *lunet__decimal_fast(double *out, const char *p, const char *end);
 /* The same from a number's parts, read by the caller: -1^negative * mantissa * 10^exponent;
- * false when that needs strtod. */
-bool lunet__decimal_compose(double *out, bool negative, uint64_t mantissa, int exponent);
+ * false when that needs strtod.  Inline: the JSON reader calls it for every number. */
+extern const double lunet__powers_of_ten[23]; /* 1e0 .. 1e22, each exact */
+static inline bool lunet__decimal_compose(double *out, bool negative, uint64_t mantissa, int exponent) {
+    if (mantissa > ((uint64_t)1 << 53) || exponent < -22 || exponent > 22) return false;
+    double v = (double)mantissa;
+    v = exponent < 0 ? v / lunet__powers_of_ten[-exponent] : v * lunet__powers_of_ten[exponent];
+    *out = negative ? -v : v;
+    return true;
+}
 
 /* ---- errors (status.c) ------------------------------------------------------------------ */
 

@@ -1,11 +1,18 @@
 /*
  * json.c: the strict JSON parser and string writer described in json.h.
  *
- * One recursive-descent pass fills two arrays: the values (24 bytes each, grown by doubling
- * up to the caller's limit) and a pool that holds every decoded string and number literal,
- * NUL-terminated.  The pool is allocated once at the text's size plus one: a string's decoded
- * form is never longer than its quoted text, and a number's literal plus its NUL is at most
- * its text plus the delimiter that ends it (or, for the last value, the extra byte).
+ * One recursive-descent pass fills two arrays: the values (32 bytes each, grown by doubling
+ * up to the caller's limit) and a pool that holds every decoded string, number literal and
+ * packed array's text, NUL-terminated.  The pool is allocated once at the text's size plus
+ * one: a string's decoded form is never longer than its quoted text, a number's literal plus
+ * its NUL is at most its text plus the delimiter that ends it (or, for the last value, the
+ * extra byte), and a packed array's text plus its NUL is at most its text plus the ':' before
+ * it (it is always a member's value).
+ *
+ * A packed array is checked by a loop of its own, without recursion, that knows only numbers
+ * and arrays.  Anything else in it (a string, an object, a literal, a grammar error, nesting
+ * past the limit) sends the array back to the recursive parser from its '[', so the one
+ * parser finds and words every error, and an array that is not all numbers becomes values.
  */
 #define _GNU_SOURCE /* strtod_l and newlocale: numbers read the same in every locale */
 #include "json.h"
@@ -21,12 +28,20 @@
 typedef struct json_value {
     uint8_t type;
     bool integer;    /* numbers: written without a fraction or an exponent */
+    bool packed;     /* arrays: a packed array (json.h), its elements kept as text */
     uint32_t pos;    /* byte position in the text */
     uint32_t count;  /* containers: elements or members; strings: decoded length; numbers: literal length */
     uint32_t end;    /* the index after this value's subtree */
     uint32_t parent; /* the container, or NONE for the root */
-    uint32_t text;   /* strings and numbers: offset of the bytes in the pool */
-    double number;   /* numbers: the nearest double (infinite when the literal overflows one) */
+    uint32_t text;   /* strings, numbers and packed arrays: offset of the bytes in the pool */
+    union {
+        /* Numbers: the nearest double (infinite when the literal overflows one). */
+        double number;
+        /* Packed arrays: their numbers at every level of nesting, and their text's length. */
+        struct {
+            uint32_t numbers, length;
+        };
+    };
 } json_value;
 
 struct lunet__json_doc {
@@ -154,13 +169,19 @@ static lunet_status new_value(lunet__json_ref *out, json_parser *p, lunet__json_
     return LUNET_OK;
 }
 
-static void skip_space(json_parser *p) {
-    while (p->pos < p->len) {
-        unsigned char c = p->text[p->pos];
-        if (c != ' ' && c != '\t' && c != '\n' && c != '\r') break;
-        p->pos++;
-    }
+/* The first compare settles the bytes that are not whitespace, which are most. */
+static bool is_blank(unsigned char c) {
+    return c <= ' ' && (c == ' ' || c == '\t' || c == '\n' || c == '\r');
 }
+
+/* The first position from i in s[0..len) that is not whitespace. */
+static size_t skip_blanks(const unsigned char *s, size_t len, size_t i) {
+    while (i < len && is_blank(s[i]))
+        i++;
+    return i;
+}
+
+static void skip_space(json_parser *p) { p->pos = skip_blanks(p->text, p->len, p->pos); }
 
 static lunet_status parse_value(json_parser *p, lunet__json_ref parent, int depth);
 
@@ -296,97 +317,57 @@ static lunet_status parse_string(json_parser *p, lunet__json_ref parent) {
 
 /* ---- numbers and literals ----------------------------------------------------------------- */
 
-static bool is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
-
-/* The digits of a number read so far: as an integer while it has at most 19 significant
- * digits (then a double from it is exact or one rounding away; see lunet__decimal_compose). */
-typedef struct number_digits {
-    uint64_t mantissa;
-    int significant, exponent;
-    bool too_long;
-} number_digits;
-
-/* Consumes one or more digits into d (each lowering d's exponent when fraction is set), or
- * fails with what. */
-static lunet_status digits(json_parser *p, number_digits *d, bool fraction, const char *what) {
-    if (p->pos >= p->len || !is_digit(p->text[p->pos])) {
-        char found[24];
-        return parse_error(p, p->pos, "%s, found %s", what, found_str(found, sizeof found, p, p->pos));
-    }
-    for (; p->pos < p->len && is_digit(p->text[p->pos]); p->pos++) {
-        if (d->significant == 19) {
-            d->too_long = true;
-            continue;
-        }
-        d->mantissa = d->mantissa * 10 + (uint64_t)(p->text[p->pos] - '0');
-        d->significant += d->mantissa != 0;
-        d->exponent -= fraction;
-    }
-    return LUNET_OK;
-}
-
-/* The exponent's digits, capped far beyond any double's range. */
-static lunet_status exponent_digits(json_parser *p, int *e) {
-    size_t start = p->pos;
-    *e = 0;
-    for (; p->pos < p->len && is_digit(p->text[p->pos]); p->pos++)
-        if (*e < 100000) *e = *e * 10 + (p->text[p->pos] - '0');
-    if (p->pos > start) return LUNET_OK;
-    char found[24];
-    return parse_error(p, p->pos, "expected a digit in the exponent, found %s", found_str(found, sizeof found, p, p->pos));
-}
-
 /* strtod follows LC_NUMERIC, which a program may have set to a decimal comma: numbers the
  * fast path leaves are read in a C locale made once. */
 static locale_t c_numeric_locale;
 static pthread_once_t c_numeric_once = PTHREAD_ONCE_INIT;
 static void make_c_numeric_locale(void) { c_numeric_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0); }
 
-/* The nearest double of a checked literal (NUL-terminated), as strtod rounds it. */
-static lunet_status literal_value(json_parser *p, const char *literal, const number_digits *d, bool negative,
-                                  double *out) {
-    if (!d->too_long && lunet__decimal_compose(out, negative, d->mantissa, d->exponent)) return LUNET_OK;
+/* True when the C locale that number_value may need exists (else the caller is out of memory). */
+static bool have_c_numeric_locale(void) {
     pthread_once(&c_numeric_once, make_c_numeric_locale);
-    if (!c_numeric_locale) return lunet__nomem(p->context);
-    *out = strtod_l(literal, NULL, c_numeric_locale); /* overflow gives +-HUGE_VAL: infinite */
-    return LUNET_OK;
+    return c_numeric_locale != (locale_t)0;
+}
+
+double lunet__json_strtod(const char *literal) {
+    return strtod_l(literal, NULL, c_numeric_locale); /* overflow gives +-HUGE_VAL: infinite */
+}
+
+/* The nearest double of a checked literal, as strtod rounds it; false when strtod's locale
+ * cannot be made (memory). */
+static bool number_value(double *out, const lunet__json_digits *d, const char *literal) {
+    if (!d->too_long && lunet__decimal_compose(out, d->negative, d->mantissa, d->exponent)) return true;
+    if (!have_c_numeric_locale()) return false;
+    *out = lunet__json_strtod(literal);
+    return true;
+}
+
+/* The parse error for a number at start that lunet__json_scan_number stopped at p->pos. */
+static lunet_status number_error_at(const json_parser *p, size_t start, lunet__json_number_error e) {
+    static const char *const expected[] = {
+        [LUNET__JSON_NUMBER_NO_DIGIT] = "expected a digit",
+        [LUNET__JSON_NUMBER_NO_FRACTION] = "expected a digit after the decimal point",
+        [LUNET__JSON_NUMBER_NO_EXPONENT] = "expected a digit in the exponent",
+    };
+    if (e == LUNET__JSON_NUMBER_LEADING_ZERO) return parse_error(p, start, "a number with a leading zero");
+    char found[24];
+    return parse_error(p, p->pos, "%s, found %s", expected[e], found_str(found, sizeof found, p, p->pos));
 }
 
 static lunet_status parse_number(json_parser *p, lunet__json_ref parent) {
     lunet__json_ref v;
     LUNET_TRY(new_value(&v, p, LUNET__JSON_NUMBER, parent));
     size_t start = p->pos;
-    bool integer = true, negative = p->text[p->pos] == '-';
-    number_digits d = {0};
-    p->pos += negative;
-    if (p->pos < p->len && p->text[p->pos] == '0') {
-        p->pos++;
-        if (p->pos < p->len && is_digit(p->text[p->pos]))
-            return parse_error(p, start, "a number with a leading zero");
-    } else {
-        LUNET_TRY(digits(p, &d, false, "expected a digit"));
-    }
-    if (p->pos < p->len && p->text[p->pos] == '.') {
-        p->pos++;
-        integer = false;
-        LUNET_TRY(digits(p, &d, true, "expected a digit after the decimal point"));
-    }
-    if (p->pos < p->len && (p->text[p->pos] == 'e' || p->text[p->pos] == 'E')) {
-        p->pos++;
-        integer = false;
-        bool minus = p->pos < p->len && p->text[p->pos] == '-';
-        if (p->pos < p->len && (p->text[p->pos] == '+' || p->text[p->pos] == '-')) p->pos++;
-        int e;
-        LUNET_TRY(exponent_digits(p, &e));
-        d.exponent += minus ? -e : e;
-    }
+    lunet__json_digits d;
+    lunet__json_number_error e = lunet__json_scan_number(p->text, p->len, &p->pos, &d);
+    if (e != LUNET__JSON_NUMBER_OK) return number_error_at(p, start, e);
     size_t n = p->pos - start;
     char *o = p->doc->pool + p->doc->pool_len;
     memcpy(o, p->text + start, n);
     o[n] = '\0';
     json_value *jv = &p->doc->values[v];
-    LUNET_TRY(literal_value(p, o, &d, negative, &jv->number));
-    jv->integer = integer;
+    if (!number_value(&jv->number, &d, o)) return lunet__nomem(p->context);
+    jv->integer = d.integer;
     jv->text = (uint32_t)p->doc->pool_len;
     jv->count = (uint32_t)n;
     jv->end = v + 1;
@@ -489,6 +470,107 @@ static lunet_status check_duplicate_keys(json_parser *p, lunet__json_ref v) {
     return s;
 }
 
+/* ---- packed arrays ------------------------------------------------------------------------ */
+
+/* True when key k (a string) is one of the caller's pack_keys. */
+static bool is_pack_key(const json_parser *p, lunet__json_ref k) {
+    const json_value *jk = &p->doc->values[k];
+    for (const char *const *key = p->limits->pack_keys; key && *key; key++)
+        if (strlen(*key) == jk->count && memcmp(*key, p->doc->pool + jk->text, jk->count) == 0) return true;
+    return false;
+}
+
+/* Checks the array at p->pos (on its '[', with depth containers around it) as one that holds
+ * only numbers and arrays of them, and counts its elements and its numbers at every level.
+ * Returns the position after its ']', or 0 when it is anything else.  It reads what the
+ * recursive parser would, in the same order and under the same depth limit, with a count of
+ * open arrays in place of recursion. */
+static size_t scan_packed(const json_parser *p, int depth, uint32_t *elements, uint32_t *numbers) {
+    const unsigned char *s = p->text;
+    size_t len = p->len, i = p->pos;
+    uint32_t n_elements = 0, n_numbers = 0;
+    int open = 0; /* arrays opened and not yet closed, the packed one included */
+    for (;;) {
+        /* At a value. */
+        i = skip_blanks(s, len, i);
+        if (i >= len) return 0;
+        n_elements += open == 1;
+        if (len - i >= 2 && s[i + 1] == ',' && lunet__json_is_digit(s[i])) {
+            /* A one-digit number and its comma ("0,": most of an image), and while they go on,
+             * three more from one load. */
+            bool four =
+                LUNET__JSON_SWAR && len - i >= 8 && lunet__json_is_four_digits(lunet__json_load8(s + i));
+            n_elements += four && open == 1 ? 3 : 0;
+            n_numbers += four ? 4 : 1;
+            i += four ? 8 : 2;
+            continue;
+        }
+        if (s[i] == '[') {
+            if (depth + open >= p->limits->max_depth) return 0;
+            open++;
+            i = skip_blanks(s, len, i + 1);
+            if (i >= len || s[i] != ']') continue;
+            i++; /* an empty array is a whole value */
+            if (--open == 0) break;
+        } else {
+            if ((s[i] != '-' && !lunet__json_is_digit(s[i])) ||
+                lunet__json_scan_number(s, len, &i, NULL) != LUNET__JSON_NUMBER_OK)
+                return 0;
+            n_numbers++;
+            if (i < len && s[i] == ',') { /* the usual next byte */
+                i++;
+                continue;
+            }
+        }
+        /* After a value: ']' closes arrays until a ',' opens the way to the next value. */
+        for (;;) {
+            i = skip_blanks(s, len, i);
+            if (i >= len) return 0;
+            if (s[i] == ',') {
+                i++;
+                break;
+            }
+            if (s[i] != ']') return 0;
+            i++;
+            if (--open == 0) break;
+        }
+        if (open == 0) break;
+    }
+    *elements = n_elements;
+    *numbers = n_numbers;
+    return i;
+}
+
+/* The value of a member whose key is one of pack_keys: a packed array when it is one (then
+ * *packed is set), else nothing is read and the caller parses it as usual. */
+static lunet_status parse_packed(json_parser *p, lunet__json_ref parent, int depth, bool *packed) {
+    *packed = false;
+    skip_space(p);
+    if (p->pos >= p->len || p->text[p->pos] != '[') return LUNET_OK;
+    uint32_t elements, numbers;
+    size_t end = scan_packed(p, depth, &elements, &numbers);
+    if (!end) return LUNET_OK;
+    /* A number of the array may need lunet__json_strtod when it is read: its locale must exist then. */
+    if (!have_c_numeric_locale()) return lunet__nomem(p->context);
+    lunet__json_ref v;
+    LUNET_TRY(new_value(&v, p, LUNET__JSON_ARRAY, parent));
+    size_t n = end - p->pos;
+    char *o = p->doc->pool + p->doc->pool_len;
+    memcpy(o, p->text + p->pos, n);
+    o[n] = '\0';
+    json_value *jv = &p->doc->values[v];
+    jv->packed = true;
+    jv->count = elements;
+    jv->numbers = numbers;
+    jv->length = (uint32_t)n;
+    jv->text = (uint32_t)p->doc->pool_len;
+    jv->end = v + 1;
+    p->doc->pool_len += n + 1;
+    p->pos = end;
+    *packed = true;
+    return LUNET_OK;
+}
+
 static lunet_status parse_member(json_parser *p, lunet__json_ref obj, int depth) {
     skip_space(p);
     if (p->pos >= p->len || p->text[p->pos] != '"') {
@@ -497,7 +579,13 @@ static lunet_status parse_member(json_parser *p, lunet__json_ref obj, int depth)
                            found_str(found, sizeof found, p, p->pos));
     }
     LUNET_TRY(parse_string(p, obj));
+    lunet__json_ref key = p->doc->n_values - 1;
     LUNET_TRY(expect(p, ':', "after an object key"));
+    if (is_pack_key(p, key)) {
+        bool packed;
+        LUNET_TRY(parse_packed(p, obj, depth, &packed));
+        if (packed) return LUNET_OK;
+    }
     return parse_value(p, obj, depth);
 }
 
@@ -533,7 +621,7 @@ static lunet_status parse_value(json_parser *p, lunet__json_ref parent, int dept
     unsigned char c = p->text[p->pos];
     if (c == '{' || c == '[') return parse_container(p, parent, depth, c == '{');
     if (c == '"') return parse_string(p, parent);
-    if (c == '-' || is_digit(c)) return parse_number(p, parent);
+    if (c == '-' || lunet__json_is_digit(c)) return parse_number(p, parent);
     return parse_literal(p, parent);
 }
 
@@ -614,7 +702,7 @@ size_t lunet__json_count(const lunet__json_doc *doc, lunet__json_ref v) {
 
 lunet__json_ref lunet__json_first(const lunet__json_doc *doc, lunet__json_ref v) {
     const json_value *jv = &doc->values[v];
-    return is_container(jv) && jv->count ? v + 1 : LUNET__JSON_NONE;
+    return is_container(jv) && jv->count && !jv->packed ? v + 1 : LUNET__JSON_NONE;
 }
 
 lunet__json_ref lunet__json_next(const lunet__json_doc *doc, lunet__json_ref v) {
@@ -685,6 +773,20 @@ bool lunet__json_get_f64(double *out, const lunet__json_doc *doc, lunet__json_re
     if (jv->type != LUNET__JSON_NUMBER || isinf(jv->number)) return false; /* underflow to 0 is fine */
     *out = jv->number;
     return true;
+}
+
+/* ---- packed arrays --------------------------------------------------------------------- */
+
+bool lunet__json_is_packed(const lunet__json_doc *doc, lunet__json_ref v) { return doc->values[v].packed; }
+
+size_t lunet__json_packed_numbers(const lunet__json_doc *doc, lunet__json_ref v) {
+    return doc->values[v].packed ? doc->values[v].numbers : 0;
+}
+
+lunet__json_numbers lunet__json_numbers_of(const lunet__json_doc *doc, lunet__json_ref v) {
+    const json_value *jv = &doc->values[v];
+    if (!jv->packed) return (lunet__json_numbers){.text = ""};
+    return (lunet__json_numbers){.text = doc->pool + jv->text, .len = jv->length, .pos = jv->pos};
 }
 
 /* ---- text helpers ----------------------------------------------------------------------- */

@@ -458,7 +458,7 @@ static lunet_status read_header(st_reader *r) {
     if (s == LUNET_OK) {
         char context[512]; /* as long as any message lunet keeps */
         snprintf(context, sizeof context, "safetensors: %s: header", src->path);
-        lunet__json_limits limits = {ST_MAX_DEPTH, ST_MAX_VALUES};
+        lunet__json_limits limits = {.max_depth = ST_MAX_DEPTH, .max_values = ST_MAX_VALUES};
         s = lunet__json_parse(&r->doc, text, (size_t)n, &limits, context);
     }
     free(text);

@@ -107,7 +107,7 @@ static void check_header_fails(const char *header, size_t data_len, const char *
 
 /* ---- JSON ------------------------------------------------------------------------------- */
 
-static const lunet__json_limits json_limits = {64, 1 << 16};
+static const lunet__json_limits json_limits = {.max_depth = 64, .max_values = 1 << 16};
 
 static lunet__json_doc *parse_ok(const char *text) {
     lunet__json_doc *doc = NULL;
@@ -319,7 +319,7 @@ static void test_json_structure(void) {
 }
 
 static void test_json_limits(void) {
-    lunet__json_limits limits = {3, 8};
+    lunet__json_limits limits = {.max_depth = 3, .max_values = 8};
     lunet__json_doc *doc = NULL;
     CHECK_OK(lunet__json_parse(&doc, "[[[]]]", 6, &limits, "deep"));
     lunet__json_free(doc);
@@ -336,7 +336,7 @@ static void test_json_limits(void) {
     char *deep = malloc(2 * n);
     memset(deep, '[', n);
     memset(deep + n, ']', n);
-    lunet__json_limits normal = {64, 1 << 20};
+    lunet__json_limits normal = {.max_depth = 64, .max_values = 1 << 20};
     CHECK_FAILS(lunet__json_parse(&doc, deep, 2 * n, &normal, "deep"), LUNET_ERR_FORMAT,
                 "nested more than 64 deep");
     free(deep);

@@ -4,9 +4,16 @@
  * The body is parsed once with the strict JSON parser (json.h) under limits that keep a
  * hostile body cheap: nesting deeper than MAX_DEPTH fails at once (a 100,000-deep array costs
  * nothing), and every value the parser can store is bounded by the body's size, which the
- * connection has already bounded.  Checking everything before a value is decoded means a bad
- * request never leaves half a batch behind; the one check left for decoding is the count of
- * values, which is found while they are written.
+ * connection has already bounded.  The grammar, the envelope and the shape are checked
+ * before a value is decoded; what is left for decoding is what each value holds (a datatype's
+ * range) and the count of values, both found while the values are written.
+ *
+ * The tensor's numbers are most of a body (784 of them for one Fashion-MNIST image), so the
+ * parser packs them (json.h's packed arrays): the arrays under the keys that carry values
+ * ("data"; TF's "instances", "inputs" and the input's name) are checked but not made into a
+ * value per number, and decoding reads each number once, straight into the batch.  Without
+ * packing (infer_read_reference) every number is a value and flatten walks them: the plain
+ * reference that test_infer.c holds the packed path to, status, message and bytes.
  *
  * Binary tensor data is taken as little-endian, which is what x86-64 and arm64 are.
  */
@@ -63,9 +70,10 @@ static lunet__json_ref member(infer_request *r, lunet__json_ref obj, const char 
     return v;
 }
 
-static int parse(infer_request *r, const char *json, size_t len) {
+/* Parses the body, packing the arrays under pack_keys (NULL for none). */
+static int parse(infer_request *r, const char *json, size_t len, const char *const *pack_keys) {
     /* Every value takes at least one byte of text, so this bound is never what stops a body. */
-    lunet__json_limits limits = {.max_depth = MAX_DEPTH, .max_values = len + 16};
+    lunet__json_limits limits = {.max_depth = MAX_DEPTH, .max_values = len + 16, .pack_keys = pack_keys};
     lunet_status s = lunet__json_parse(&r->doc, json, len, &limits, "request body");
     if (s != LUNET_OK) return fail(r, s == LUNET_ERR_NOMEM ? 500 : 400, "%s", lunet_last_error());
     if (type_of(r, 0) != LUNET__JSON_OBJECT) return fail(r, 400, "the request body is %s; it must be a JSON object",
@@ -273,14 +281,18 @@ static int read_tf(infer_request *r, const infer_tensor_info *in) {
     return 0;
 }
 
-int infer_read(infer_request *r, infer_protocol protocol, const infer_tensor_info *in, const infer_tensor_info *out,
-               const char *body, size_t len, size_t json_len) {
+/* infer_read, with the arrays that carry values packed or not. */
+static int read_request(infer_request *r, infer_protocol protocol, const infer_tensor_info *in,
+                        const infer_tensor_info *out, const char *body, size_t len, size_t json_len,
+                        bool pack) {
     memset(r, 0, sizeof *r);
     r->protocol = protocol;
     r->id = r->data = LUNET__JSON_NONE;
     if (json_len > len)
         return fail(r, 400, "Inference-Header-Content-Length is %zu, more than the body's %zu bytes", json_len, len);
-    int status = parse(r, body, json_len);
+    /* Keys by protocol: an OIP input named "shape" must not pack OIP's shape. */
+    const char *const oip_keys[] = {"data", NULL}, *const tf_keys[] = {"instances", "inputs", in->name, NULL};
+    int status = parse(r, body, json_len, !pack ? NULL : protocol == INFER_OIP ? oip_keys : tf_keys);
     if (status) return status;
     if (protocol == INFER_TF_PREDICT) {
         if (json_len != len) return fail(r, 400, "predict takes a JSON body only");
@@ -296,6 +308,16 @@ int infer_read(infer_request *r, infer_protocol protocol, const infer_tensor_inf
         return fail(r, 400, "the request declares %lld samples of %lld values, more than its %zu bytes of JSON "
                             "can hold", (long long)r->rows, (long long)in->count, json_len);
     return 0;
+}
+
+int infer_read(infer_request *r, infer_protocol protocol, const infer_tensor_info *in,
+               const infer_tensor_info *out, const char *body, size_t len, size_t json_len) {
+    return read_request(r, protocol, in, out, body, len, json_len, true);
+}
+
+int infer_read_reference(infer_request *r, infer_protocol protocol, const infer_tensor_info *in,
+                         const infer_tensor_info *out, const char *body, size_t len, size_t json_len) {
+    return read_request(r, protocol, in, out, body, len, json_len, false);
 }
 
 void infer_request_free(infer_request *r) {
@@ -321,20 +343,40 @@ static void put(sink *s, double v) {
     s->next++;
 }
 
+/* The whole numbers each integer datatype holds. */
+static const struct {
+    int64_t lo, hi;
+} int_ranges[] = {[INFER_UINT8] = {0, 255},
+                  [INFER_INT8] = {-128, 127},
+                  [INFER_INT32] = {INT32_MIN, INT32_MAX},
+                  [INFER_INT64] = {INT64_MIN, INT64_MAX}};
+
+/* The 400 for value index of where, the literal text (len bytes, at byte pos of the body),
+ * which the request's datatype cannot hold.  A literal of thousands of digits is cut to fit. */
+static int bad_value(infer_request *r, const char *where, int64_t index, const char *text, size_t len,
+                     size_t pos) {
+    char shown[48];
+    bool cut = len > 40;
+    snprintf(shown, sizeof shown, "%.*s%s", (int)(cut ? 40 : len), text, cut ? "..." : "");
+    infer_datatype t = r->datatype;
+    if (t == INFER_FP32 || t == INFER_FP64)
+        return fail(r, 400, "%s value %lld (byte %zu) is %s, which is out of %s's range", where,
+                    (long long)index, pos, shown, datatypes[t].name);
+    return fail(r, 400, "%s value %lld (byte %zu) is %s, which is not %s (whole numbers from %lld to %lld)",
+                where, (long long)index, pos, shown, datatypes[t].name, (long long)int_ranges[t].lo,
+                (long long)int_ranges[t].hi);
+}
+
 /* A JSON number as a value of the request's datatype. */
 static int number_value(infer_request *r, lunet__json_ref v, const sink *s, double *out) {
     const char *text = lunet__json_number_text(r->doc, v);
     if (r->datatype == INFER_FP32 || r->datatype == INFER_FP64) {
         double d;
         if (!lunet__json_get_f64(&d, r->doc, v) || (r->datatype == INFER_FP32 && fabs(d) > FLT_MAX))
-            return fail(r, 400, "%s holds %s, which is out of %s's range", s->where, text, datatypes[r->datatype].name);
+            return bad_value(r, s->where, s->next, text, strlen(text), lunet__json_pos(r->doc, v));
         *out = r->datatype == INFER_FP32 ? (double)(float)d : d;
         return 0;
     }
-    static const struct {
-        int64_t lo, hi;
-    } ranges[] = {[INFER_UINT8] = {0, 255}, [INFER_INT8] = {-128, 127}, [INFER_INT32] = {INT32_MIN, INT32_MAX},
-                  [INFER_INT64] = {INT64_MIN, INT64_MAX}};
     /* The parser has checked the grammar: an integer is an optional '-' and digits. */
     bool negative = text[0] == '-', integer = strpbrk(text, ".eE") == NULL;
     uint64_t magnitude = 0;
@@ -344,15 +386,14 @@ static int number_value(infer_request *r, lunet__json_ref v, const sink *s, doub
                     __builtin_add_overflow(magnitude, (uint64_t)(*p - '0'), &magnitude);
     overflow |= magnitude > (negative ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX);
     int64_t value = !negative ? (int64_t)magnitude : magnitude == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)magnitude;
-    int64_t lo = ranges[r->datatype].lo, hi = ranges[r->datatype].hi;
-    if (!integer || overflow || value < lo || value > hi)
-        return fail(r, 400, "%s holds %s, which is not %s (whole numbers from %lld to %lld)", s->where, text,
-                    datatypes[r->datatype].name, (long long)lo, (long long)hi);
+    if (!integer || overflow || value < int_ranges[r->datatype].lo || value > int_ranges[r->datatype].hi)
+        return bad_value(r, s->where, s->next, text, strlen(text), lunet__json_pos(r->doc, v));
     *out = (double)value;
     return 0;
 }
 
-/* The numbers of v, nested arrays flattened in order, into s. */
+/* The numbers of v, nested arrays flattened in order, into s: the reference decoder, one
+ * document value per number. */
 static int flatten(infer_request *r, lunet__json_ref v, sink *s) {
     lunet__json_type t = type_of(r, v);
     if (t == LUNET__JSON_NUMBER) {
@@ -366,6 +407,103 @@ static int flatten(infer_request *r, lunet__json_ref v, sink *s) {
         return fail(r, 400, "%s holds %s; it must hold only numbers (in nested lists or flat)", s->where, type_name(r, v));
     for (lunet__json_ref e = lunet__json_first(r->doc, v); e != LUNET__JSON_NONE; e = lunet__json_next(r->doc, e)) {
         int status = flatten(r, e, s);
+        if (status) return status;
+    }
+    return 0;
+}
+
+/* A packed array's number as a value of datatype t: number_value's rules, on what the parser
+ * read once; false when t cannot hold it. */
+static inline bool packed_value(infer_datatype t, const lunet__json_number *n, double *out) {
+    if (t == INFER_FP32) {
+        *out = (double)(float)n->value;
+        return fabs(n->value) <= FLT_MAX; /* infinite too: it overflowed a double */
+    }
+    if (t == INFER_FP64) {
+        *out = n->value;
+        return !isinf(n->value);
+    }
+    /* -lo as a magnitude (0 for UINT8, 2^63 for INT64), in unsigned arithmetic. */
+    uint64_t most = n->negative ? (uint64_t) - (int_ranges[t].lo + 1) + 1 : (uint64_t)int_ranges[t].hi;
+    /* "-0" is the whole number 0, +0.0 as number_value gives it. */
+    *out = n->negative && n->magnitude ? -(double)n->magnitude : (double)n->magnitude;
+    return n->integer && n->magnitude <= most;
+}
+
+/* decode_packed's loop for datatype t into dtype: inlined for each pair that decode_packed
+ * names, so that neither is tested again for every number. */
+static inline __attribute__((always_inline)) int
+decode_packed_as(infer_request *r, lunet__json_ref v, sink *s, infer_datatype t, lunet_dtype dtype) {
+    lunet__json_numbers it = lunet__json_numbers_of(r->doc, v);
+    lunet__json_number n;
+    sink local = *s; /* in registers: s's fields would be reloaded after every store to the batch */
+    local.dtype = dtype;
+    for (;;) {
+        unsigned digits[4];
+        if (lunet__json_numbers_four_digits(&it, digits)) {
+            for (int j = 0; j < 4; j++)
+                put(&local, digits[j]); /* every datatype holds 0 to 9 */
+            continue;
+        }
+        if (!lunet__json_numbers_next(&it, &n)) break;
+        double d;
+        if (!packed_value(t, &n, &d)) return bad_value(r, local.where, local.next, n.text, n.len, n.pos);
+        put(&local, d);
+    }
+    *s = local;
+    return 0;
+}
+
+/* The numbers of packed array v into s, in order: flatten's work without a value per number. */
+static int decode_packed(infer_request *r, lunet__json_ref v, sink *s) {
+    bool f64 = s->dtype == LUNET_DTYPE_F64;
+    switch (r->datatype) {
+    case INFER_FP32:
+        return f64 ? decode_packed_as(r, v, s, INFER_FP32, LUNET_DTYPE_F64)
+                   : decode_packed_as(r, v, s, INFER_FP32, LUNET_DTYPE_F32);
+    case INFER_FP64:
+        return f64 ? decode_packed_as(r, v, s, INFER_FP64, LUNET_DTYPE_F64)
+                   : decode_packed_as(r, v, s, INFER_FP64, LUNET_DTYPE_F32);
+    default: /* the integers share a loop: their ranges come from a table */
+        return f64 ? decode_packed_as(r, v, s, r->datatype, LUNET_DTYPE_F64)
+                   : decode_packed_as(r, v, s, r->datatype, LUNET_DTYPE_F32);
+    }
+}
+
+/* The numbers of v into s, whichever way the parser stored them. */
+static int decode_values(infer_request *r, lunet__json_ref v, sink *s) {
+    return lunet__json_is_packed(r->doc, v) ? decode_packed(r, v, s) : flatten(r, v, s);
+}
+
+/* The sink for TF row i: one sample's slice of dst, named "instances[i]" in where. */
+static sink row_sink(const infer_tensor_info *in, void *dst, size_t i, char *where, size_t size) {
+    snprintf(where, size, "instances[%zu]", i);
+    size_t offset = i * (size_t)in->count * lunet_dtype_size(in->dtype);
+    return (sink){(char *)dst + offset, in->dtype, 0, in->count, where};
+}
+
+/* A row must hold one sample. */
+static int check_row(infer_request *r, sink s, const infer_tensor_info *in) {
+    if (s.next == in->count) return 0;
+    return fail(r, 400, "%s has %lld values; one sample of the model's input has %lld", s.where,
+                (long long)s.next, (long long)in->count);
+}
+
+/* TF rows packed whole ([[...], [...]]): element i of the array fills sample i. */
+static int decode_packed_rows(infer_request *r, const infer_tensor_info *in, void *dst) {
+    lunet__json_numbers it = lunet__json_numbers_of(r->doc, r->data);
+    lunet__json_number n;
+    bool more = lunet__json_numbers_next(&it, &n);
+    for (size_t i = 0; i < (size_t)r->rows; i++) {
+        char where[40];
+        sink s = row_sink(in, dst, i, where, sizeof where);
+        for (; more && n.element == i; more = lunet__json_numbers_next(&it, &n)) {
+            double d;
+            if (!packed_value(r->datatype, &n, &d))
+                return bad_value(r, s.where, s.next, n.text, n.len, n.pos);
+            put(&s, d);
+        }
+        int status = check_row(r, s, in);
         if (status) return status;
     }
     return 0;
@@ -402,29 +540,27 @@ int infer_decode(infer_request *r, const infer_tensor_info *in, void *dst) {
     }
     if (!r->data_is_instances) {
         sink s = {dst, in->dtype, 0, total, r->protocol == INFER_OIP ? "inputs[0].data" : "inputs"};
-        int status = flatten(r, r->data, &s);
+        int status = decode_values(r, r->data, &s);
         if (status) return status;
         if (s.next != total)
             return fail(r, 400, "%s has %lld values; its shape needs %lld (%lld samples of %lld)", s.where,
                         (long long)s.next, (long long)total, (long long)r->rows, (long long)in->count);
         return 0;
     }
-    size_t elem = lunet_dtype_size(in->dtype), i = 0;
+    if (lunet__json_is_packed(r->doc, r->data)) return decode_packed_rows(r, in, dst);
+    size_t i = 0;
     for (lunet__json_ref e = lunet__json_first(r->doc, r->data); e != LUNET__JSON_NONE; e = lunet__json_next(r->doc, e), i++) {
         char where[40];
-        snprintf(where, sizeof where, "instances[%zu]", i);
+        sink s = row_sink(in, dst, i, where, sizeof where);
+        lunet__json_ref sample = e; /* not e itself: the loop goes on from e to the next row */
         if (type_of(r, e) == LUNET__JSON_OBJECT) {
-            lunet__json_ref named = lunet__json_get(r->doc, e, in->name);
-            if (named == LUNET__JSON_NONE || lunet__json_count(r->doc, e) != 1)
+            sample = lunet__json_get(r->doc, e, in->name);
+            if (sample == LUNET__JSON_NONE || lunet__json_count(r->doc, e) != 1)
                 return fail(r, 400, "%s names inputs other than the model's one, \"%s\"", where, in->name);
-            e = named;
         }
-        sink s = {(char *)dst + i * (size_t)in->count * elem, in->dtype, 0, in->count, where};
-        int status = flatten(r, e, &s);
+        int status = decode_values(r, sample, &s);
         if (status) return status;
-        if (s.next != in->count)
-            return fail(r, 400, "%s has %lld values; one sample of the model's input has %lld", where,
-                        (long long)s.next, (long long)in->count);
+        if ((status = check_row(r, s, in))) return status;
     }
     return 0;
 }

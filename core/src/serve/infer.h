@@ -67,6 +67,12 @@ typedef struct infer_request {
 int infer_read(infer_request *r, infer_protocol protocol, const infer_tensor_info *in, const infer_tensor_info *out,
                const char *body, size_t len, size_t json_len);
 
+/* infer_read without packing the body's numbers: every number is a value of r->doc, and
+ * infer_decode on r runs the plain reference decoder.  For tests, which hold the packed path
+ * to it; the server does not call it. */
+int infer_read_reference(infer_request *r, infer_protocol protocol, const infer_tensor_info *in,
+                         const infer_tensor_info *out, const char *body, size_t len, size_t json_len);
+
 /* Writes the request's rows * in->count values, converted to in->dtype, to dst.  Returns 0,
  * or 400 with r->error set (a value the datatype cannot hold, a count that differs). */
 int infer_decode(infer_request *r, const infer_tensor_info *in, void *dst);
