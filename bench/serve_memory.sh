@@ -12,7 +12,7 @@
 #
 # Prints one line per run and a verdict; exits 1 when the memory grew by more than LIMIT_PCT
 # percent, or a run had socket errors.  Environment (defaults in brackets): TOTAL [1000000],
-# FIRST [100000], LIMIT_PCT [10], CHUNK [5s] per wrk run, CONNECTIONS [32], LUNET_THREADS [2],
+# FIRST [100000], LIMIT_PCT [10], CHUNK [1s] per wrk run, CONNECTIONS [32], LUNET_THREADS [2],
 # LUNET_PORT [0: any free port], KEEP_WORK [0].
 #
 # Needs the Debian packages wrk, curl, lua5.4, lua-cjson and dataset-fashion-mnist (installed
@@ -23,7 +23,7 @@ cd "$(dirname "$0")/.."
 TOTAL=${TOTAL:-1000000}
 FIRST=${FIRST:-100000}
 LIMIT_PCT=${LIMIT_PCT:-10}
-CHUNK=${CHUNK:-5s}
+CHUNK=${CHUNK:-1s}
 CONNECTIONS=${CONNECTIONS:-32}
 LUNET_THREADS=${LUNET_THREADS:-2}
 LUNET_PORT=${LUNET_PORT:-0}

@@ -570,12 +570,12 @@ int infer_decode(infer_request *r, const infer_tensor_info *in, void *dst) {
 static void write_str(lunet__json_writer *w, const char *s) { lunet__json_write_raw(w, s, strlen(s)); }
 
 static void write_value(lunet__json_writer *w, const infer_tensor_info *out, const void *values, int64_t i) {
-    char buf[32];
+    char buf[LUNET__F32_TEXT_MAX];
     double v = out->dtype == LUNET_DTYPE_F64 ? ((const double *)values)[i] : ((const float *)values)[i];
-    int n = !isfinite(v) ? snprintf(buf, sizeof buf, "null") /* JSON has no NaN or infinity */
-            : out->dtype == LUNET_DTYPE_F64 ? snprintf(buf, sizeof buf, "%.17g", v)
-                                            : snprintf(buf, sizeof buf, "%.9g", v);
-    lunet__json_write_raw(w, buf, (size_t)n);
+    size_t n = !isfinite(v) ? (size_t)snprintf(buf, sizeof buf, "null") /* JSON has no NaN or infinity */
+               : out->dtype == LUNET_DTYPE_F64 ? (size_t)snprintf(buf, sizeof buf, "%.17g", v)
+                                               : lunet__f32_text(buf, (float)v); /* "%.9g", without printf */
+    lunet__json_write_raw(w, buf, n);
 }
 
 /* values[first, first + count) as a list, nested by shape[0..ndim) (flat when ndim is 0 or 1). */
