@@ -57,6 +57,17 @@ cleanup() {
   exit "$status"
 }
 
+# prepare NAME: installs what a load script needs, sets the EXIT trap, and makes WORK (named
+# after NAME) with serve_setup.lua's bodies and model repository for image 1.
+prepare() {
+  install_missing wrk curl lua5.4 lua-cjson dataset-fashion-mnist
+  trap cleanup EXIT
+  trap 'exit 130' INT TERM
+  WORK=$(mktemp -d "${TMPDIR:-/tmp}/lunet-$1.XXXXXX")
+  mkdir -p "$WORK/models/mlp/1"
+  lua5.4 bench/serve_setup.lua "$WORK" 1 >&2
+}
+
 # Fails, showing the end of the server's log, unless the server process is still running.
 check_alive() {
   kill -0 "$SERVER_PID" 2>/dev/null && return 0
@@ -76,13 +87,17 @@ wait_ready() {
   die "$BASE_URL was not ready within $START_TIMEOUT s (log: $log_file)"
 }
 
-# start_lunet MAX_BATCH_SIZE: the port comes from the "lunet: listening on http://HOST:PORT" line
-# (anything after the port is ignored).
+# start_lunet MAX_BATCH_SIZE [FLAG ...]: the port comes from the "lunet: listening on
+# http://HOST:PORT" line (anything after the port is ignored).  Without a drain delay (SIGTERM
+# stops it at once) unless a FLAG sets one; its log is $WORK/lunet-batch-MAX_BATCH_SIZE.log,
+# with an access-log line per request when ACCESS_LOG=1.
 start_lunet() {
-  local log_file=$WORK/lunet-batch-$1.log i port=""
+  local log_file=$WORK/lunet-batch-$1.log i port="" batch=$1 quiet=(--quiet)
+  shift
+  [ "${ACCESS_LOG:-0}" = 1 ] && quiet=()
   : >"$log_file"
-  lua5.4 examples/serve.lua --models "$WORK/models" --port "$LUNET_PORT" --host 127.0.0.1 --quiet \
-    --max-batch-size "$1" --threads "$LUNET_THREADS" >>"$log_file" 2>&1 &
+  lua5.4 examples/serve.lua --models "$WORK/models" --port "$LUNET_PORT" --host 127.0.0.1 "${quiet[@]}" \
+    --max-batch-size "$batch" --threads "$LUNET_THREADS" --drain-delay-ms 0 "$@" >>"$log_file" 2>&1 &
   SERVER_PID=$!
   for ((i = 0; i < START_TIMEOUT * 10; i++)); do
     check_alive "$log_file"

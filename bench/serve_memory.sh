@@ -62,12 +62,7 @@ run() {
 }
 
 main() {
-  install_missing wrk curl lua5.4 lua-cjson dataset-fashion-mnist
-  trap cleanup EXIT
-  trap 'exit 130' INT TERM
-  WORK=$(mktemp -d "${TMPDIR:-/tmp}/lunet-serve-memory.XXXXXX")
-  mkdir -p "$WORK/models/mlp/1"
-  lua5.4 bench/serve_setup.lua "$WORK" 1 >&2
+  prepare serve-memory
   head -c 2000 "$WORK/body.json" >"$WORK/bad.json" # truncated JSON: 400
   start_lunet 64
   local kinds=(json binary bad) i=0 n=0 rss base="" base_n=0

@@ -8,7 +8,8 @@
  *     server:run()                             -- blocks until SIGTERM/SIGINT
  *
  * options: host, port, max_connections, max_header_bytes, max_body_bytes, header_timeout_ms,
- * body_timeout_ms, idle_timeout_ms, quiet, threads (lunet_server_options' names).  add_model
+ * body_timeout_ms, idle_timeout_ms, quiet, threads, drain_delay_ms, shutdown_timeout_ms
+ * (lunet_server_options' names; 0 for the last two means none rather than the default).  add_model
  * hands the graphs to the server: they cannot be used from Lua afterwards.
  */
 #include "binding.h"
@@ -48,6 +49,14 @@ static int f_server(lua_State *L) {
     o.body_timeout_ms = (int)int_field(L, 1, "body_timeout_ms");
     o.idle_timeout_ms = (int)int_field(L, 1, "idle_timeout_ms");
     o.threads = (int)int_field(L, 1, "threads");
+    /* Lua says 0 for "none", C says -1 (its 0 is "the default"). */
+    lua_getfield(L, 1, "drain_delay_ms");
+    bool no_drain = lua_isinteger(L, -1) && lua_tointeger(L, -1) == 0;
+    lua_getfield(L, 1, "shutdown_timeout_ms");
+    bool no_timeout = lua_isinteger(L, -1) && lua_tointeger(L, -1) == 0;
+    lua_pop(L, 2);
+    o.drain_delay_ms = no_drain ? -1 : (int)int_field(L, 1, "drain_delay_ms");
+    o.shutdown_timeout_ms = no_timeout ? -1 : (int)int_field(L, 1, "shutdown_timeout_ms");
     lua_getfield(L, 1, "quiet");
     o.quiet = lua_toboolean(L, -1);
     lua_pop(L, 1);

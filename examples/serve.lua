@@ -4,12 +4,16 @@
 --
 --   lua5.4 examples/serve.lua [--models DIR] [--host H] [--port P] [--threads N]
 --                             [--max-batch-size N] [--max-queue-delay-us N] [--max-queue-size N] [--quiet]
+--                             [--drain-delay-ms N] [--shutdown-timeout-ms N]
 --
 -- Flags win over the environment: LUNET_MODELS (default ./models, laid out as
 -- <name>/<version>/model.safetensors), LUNET_HOST (default 0.0.0.0), LUNET_PORT (default 8000;
 -- 0 picks a free port), LUNET_THREADS (event loops; default: the CPUs).
 -- --max-batch-size 1 turns batching off.  Prints "lunet: listening on http://HOST:PORT", then
--- one JSON line per request.
+-- one JSON line per request.  SIGTERM drains: readiness turns 503 at once, the server serves on
+-- for --drain-delay-ms (5000; 0: none) while balancers stop routing to it, closes the listener,
+-- and exits 0 once its connections close (at most --shutdown-timeout-ms later, 25000); a second
+-- SIGTERM or SIGINT exits at once.
 package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
 local lunet = require("lunet")
 
@@ -35,6 +39,7 @@ local options = {
 local numeric = {
   ["--port"] = { "port", 0 }, ["--threads"] = { "threads", 1 }, ["--max-batch-size"] = { "max_batch_size", 1 },
   ["--max-queue-delay-us"] = { "max_queue_delay_us", 0 }, ["--max-queue-size"] = { "max_queue_size", 1 },
+  ["--drain-delay-ms"] = { "drain_delay_ms", 0 }, ["--shutdown-timeout-ms"] = { "shutdown_timeout_ms", 0 },
 }
 local i = 1
 while i <= #arg do

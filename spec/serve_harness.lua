@@ -25,7 +25,8 @@ harness.write_file = write_file
 -- this one's module paths; waits for its "listening" line.
 function harness.start(options)
   local script = os.tmpname()
-  write_file(script, string.format("package.path = %q\npackage.cpath = %q\nlocal opts = %s\nrequire('lunet').serve(opts)\n",
+  write_file(script, string.format("package.path = %q\npackage.cpath = %q\nlocal opts = %s\nrequire('lunet').serve(opts)\n"
+    .. "io.stdout:write('lunet.serve returned\\n')\n",
     package.path, package.cpath, options))
   local out = os.tmpname()
   local pipe = assert(io.popen("sh -c 'lua5.4 " .. script .. " > " .. out .. " 2>&1 & echo $!'"))

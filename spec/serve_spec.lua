@@ -75,7 +75,7 @@ describe("lunet.serve", function()
   local server
   setup(function()
     server = harness.start(string.format("{host = '127.0.0.1', port = 0, threads = 2, models = %q, "
-      .. "max_header_bytes = 4096, max_body_bytes = 4000000, header_timeout_ms = 1500}", repo))
+      .. "max_header_bytes = 4096, max_body_bytes = 4000000, header_timeout_ms = 1500, drain_delay_ms = 0}", repo))
   end)
   teardown(function()
     if server then server:stop() end
@@ -534,8 +534,42 @@ describe("lunet.serve", function()
     end)
   end)
 
-  it("exits when sent SIGTERM", function()
-    local other = harness.start("{host = '127.0.0.1', port = 0, quiet = true}")
-    assert.is_true(other:stop())
+  it("drains on SIGTERM: readiness 503 at once, serves on, closes the listener, finishes, returns", function()
+    local other = harness.start(string.format("{host = '127.0.0.1', port = 0, models = %q, quiet = true, "
+      .. "drain_delay_ms = 400, shutdown_timeout_ms = 5000}", repo))
+    local waiting, probe = other:connect(), other:connect()
+    -- a request that waits 300 ms in patient's batch, across the signal
+    local body = cjson.encode(infer_request(5))
+    assert(waiting:send("POST /v2/models/patient/infer HTTP/1.1\r\nHost: x\r\nContent-Length: " .. #body
+      .. "\r\n\r\n" .. body))
+    os.execute("kill -TERM " .. other.pid)
+    local signalled = socket.gettime()
+    assert(probe:send("GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n\r\n"))
+    local ready_status = harness.read_response(probe)
+    local ready_after = socket.gettime() - signalled
+    assert.are.equal(503, ready_status)
+    assert.is_true(ready_after < 0.1, "readiness said 503 after " .. ready_after .. " s")
+    -- during the drain delay new connections are still served
+    assert.are.equal(200, (other:curl(other:url("/v2/health/live"))))
+    local status, _, answer = harness.read_response(waiting)
+    assert.are.equal(200, status, answer)
+    assert_close(expected(1, 5), cjson.decode(answer).outputs[1].data)
+    -- after it, a request on an open connection is answered with Connection: close, and the
+    -- listener is gone
+    os.execute("sleep 0.6")
+    assert(probe:send("GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n"))
+    local headers
+    status, headers = harness.read_response(probe)
+    assert.are.same({ 200, "close" }, { status, headers.connection })
+    assert.is_nil(socket.connect("127.0.0.1", other.port))
+    waiting:close()
+    probe:close()
+    local exited = false
+    for _ = 1, 100 do
+      if not os.execute("kill -0 " .. other.pid .. " 2>/dev/null") then exited = true break end
+      os.execute("sleep 0.05")
+    end
+    assert.is_true(exited, "the server had not exited 5 s after its connections closed")
+    assert.truthy(other:log():find("lunet.serve returned", 1, true), other:log())
   end)
 end)

@@ -769,9 +769,15 @@ void lunet_alloc_set_cache_limit(size_t bytes);
 /* ---- serving -------------------------------------------------------------------------------------- */
 
 /*
- * An HTTP model server on a libuv loop (the routes are DESIGN.md's HTTP API).  Create binds the
- * port; run serves on the calling thread until SIGTERM or SIGINT arrives or another thread
- * calls lunet_server_stop.  Zero in any option means its default.
+ * An HTTP model server on libuv loops (the routes are DESIGN.md's HTTP API).  Create binds the
+ * port; run serves on the calling thread until it has drained after SIGTERM or SIGINT, or
+ * another thread calls lunet_server_stop.  Zero in any option means its default.
+ *
+ * Draining: the first SIGTERM or SIGINT turns readiness to 503 at once while the server keeps
+ * serving for drain_delay_ms (load balancers stop routing to it), then closes the listener;
+ * responses from then on say "Connection: close", idle connections get a second, and run
+ * returns once every connection has closed or shutdown_timeout_ms has passed.  A second
+ * signal stops it at once.
  *
  *     lunet_server_options o = {.host = "127.0.0.1", .port = 0};
  *     lunet_server *srv;
@@ -794,6 +800,10 @@ typedef struct lunet_server_options {
     int idle_timeout_ms;          /* a keep-alive connection with no request is closed: 60 s */
     bool quiet;                   /* no JSON access-log line per request on stdout */
     int threads;                  /* event loops, each serving its connections on its own graphs: the CPUs */
+    int drain_delay_ms;           /* after SIGTERM: readiness 503, still serving, then the listener
+                                     closes: 5 s (negative: none) */
+    int shutdown_timeout_ms;      /* then the time in-flight requests have to finish: 25 s
+                                     (negative: none) */
 } lunet_server_options;
 
 lunet_status lunet_server_create(lunet_server **out, const lunet_server_options *options);

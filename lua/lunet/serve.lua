@@ -12,6 +12,8 @@
 -- Options (0 or absent means the default; see lunet_server_options in lunet.h): host, port,
 -- threads (event loops, each running its own graphs: the CPUs), max_connections, max_header_bytes, max_body_bytes,
 -- header_timeout_ms, body_timeout_ms, idle_timeout_ms, quiet (no access-log line per request),
+-- drain_delay_ms (after SIGTERM: readiness 503, serving on, then the listener closes; 5000, 0 for
+-- none), shutdown_timeout_ms (then at most this long for the open connections; 25000, 0: none),
 -- the batching defaults max_batch_size (64; 1 turns batching off), max_queue_delay_us (0: no
 -- wait), max_queue_size (1024), and on_listen(port) (else a line "lunet: listening on
 -- http://HOST:PORT" on stdout).
@@ -27,7 +29,7 @@ local known = {
   max_body_bytes = "number", header_timeout_ms = "number", body_timeout_ms = "number",
   idle_timeout_ms = "number", quiet = "boolean", on_listen = "function", threads = "number",
   models = { string = true, table = true }, max_batch_size = "number", max_queue_delay_us = "number",
-  max_queue_size = "number",
+  max_queue_size = "number", drain_delay_ms = "number", shutdown_timeout_ms = "number",
 }
 
 local BATCHING = { "max_batch_size", "max_queue_delay_us", "max_queue_size" }

@@ -119,6 +119,7 @@ void conn_close(serve_conn *c) {
     else l->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     atomic_fetch_sub(&c->server->connections, 1);
+    serve_connection_closed(c->server);
     uv_close((uv_handle_t *)&c->timer, handle_closed);
     uv_close((uv_handle_t *)&c->tcp, handle_closed);
 }
@@ -400,6 +401,12 @@ static size_t decimal(char *out, size_t v) {
 
 serve_loop *conn_loop(serve_conn *c) { return c->loop; }
 
+serve_conn *conn_next(serve_conn *c) { return c->next; }
+
+void conn_wind_down(serve_conn *c, uint64_t ms) {
+    if (!c->closing && !c->in_message && !c->with_server) arm_timer(c, ms); /* idle: the idle timeout, shortened */
+}
+
 void conn_swap_body(serve_conn *c, serve_buf *spare) {
     serve_buf body = c->req.body;
     c->req.body = *spare;
@@ -438,6 +445,7 @@ void conn_respond(serve_conn *c, int status, const char *content_type, const cha
     if (c->closing) return;
     /* Errors of the stream itself leave it in an unknown place: close after answering. */
     if (status == 400 || status == 408 || status == 413 || status == 431 || c->early_status) c->keep_alive = false;
+    if (atomic_load(&c->server->winding_down)) c->keep_alive = false; /* draining: the client goes elsewhere */
     c->req.method = (enum http_method)c->parser.method; /* known from the request line on */
     serve_answered(c->server, &c->req, status);
     size_t content_length = body_len;

@@ -17,7 +17,8 @@ static void on_wake(uv_async_t *h) {
     uv_mutex_lock(&l->inbox_lock);
     uv_os_sock_t *fds = l->inbox;
     int n = l->inbox_len;
-    bool stop = l->stop_asked;
+    bool stop = l->stop_asked, wind_down = l->wind_down_asked;
+    l->wind_down_asked = false;
     l->inbox = NULL;
     l->inbox_len = l->inbox_cap = 0;
     uv_mutex_unlock(&l->inbox_lock);
@@ -31,6 +32,7 @@ static void on_wake(uv_async_t *h) {
     }
     free(fds);
     if (stop) serve_loop_stop(l);
+    else if (wind_down) serve_loop_wind_down(l);
 }
 
 static void on_after_poll(uv_check_t *h) { serve_batches_run_due(h->data); }
@@ -92,6 +94,20 @@ void serve_loop_ask_stop(serve_loop *l) {
     l->stop_asked = true;
     uv_mutex_unlock(&l->inbox_lock);
     if (!asked) uv_async_send(&l->wake);
+}
+
+void serve_loop_ask_wind_down(serve_loop *l) {
+    uv_mutex_lock(&l->inbox_lock);
+    l->wind_down_asked = true;
+    uv_mutex_unlock(&l->inbox_lock);
+    uv_async_send(&l->wake);
+}
+
+void serve_loop_wind_down(serve_loop *l) {
+    for (serve_conn *c = l->conns, *next; c; c = next) {
+        next = conn_next(c);
+        conn_wind_down(c, 1000);
+    }
 }
 
 void serve_loop_stop(serve_loop *l) {

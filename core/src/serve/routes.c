@@ -68,12 +68,14 @@ static bool method_is(serve_conn *c, enum http_method want) {
 }
 
 static void server_routes(serve_server *s, serve_conn *c, const char *path, size_t len) {
-    const char *body = NULL;
-    if (path_is(path, len, "/v2")) body = "{\"name\":\"lunet\",\"version\":\"" LUNET_VERSION "\",\"extensions\":[\"binary_tensor_data\"]}";
-    else if (path_is(path, len, "/v2/health/live")) body = "{\"live\":true}";
-    else if (path_is(path, len, "/v2/health/ready")) body = s->stopping ? "{\"ready\":false}" : "{\"ready\":true}";
+    bool readiness = path_is(path, len, "/v2/health/ready"), ready = !s->draining && !s->stopping;
+    const char *body = path_is(path, len, "/v2") ? "{\"name\":\"lunet\",\"version\":\"" LUNET_VERSION
+                                                   "\",\"extensions\":[\"binary_tensor_data\"]}"
+                       : !readiness ? "{\"live\":true}"
+                       : ready      ? "{\"ready\":true}"
+                                    : "{\"ready\":false}";
     if (!method_is(c, HTTP_GET)) return;
-    conn_respond(c, s->stopping && path_is(path, len, "/v2/health/ready") ? 503 : 200, NULL, NULL, body, strlen(body));
+    conn_respond(c, readiness && !ready ? 503 : 200, NULL, NULL, body, strlen(body));
 }
 
 static void metrics_route(serve_server *s, serve_conn *c) {
@@ -133,7 +135,7 @@ static void model_route(serve_server *s, serve_conn *c, const char *name, size_t
         respond_buf(c, &b, serve_model_status(s, m->name, strlen(m->name), version ? m->version : 0, &b));
         return;
     case READY:
-        if (s->stopping) conn_respond_error(c, 503, NULL, "the server is stopping");
+        if (s->draining || s->stopping) conn_respond_error(c, 503, NULL, "the server is stopping");
         else respond_buf(c, &b, serve_buf_printf(&b, "{\"name\":\"%s\",\"ready\":true}", m->name));
         return;
     case INFER:

@@ -98,8 +98,12 @@ void conn_hold(serve_conn *c);
 void conn_release(serve_conn *c);
 /* Closes a connection at once (server shutdown). */
 void conn_close(serve_conn *c);
+/* Draining: an idle connection (between requests) closes within ms unless a request comes. */
+void conn_wind_down(serve_conn *c, uint64_t ms);
 /* Parses on after a response given while its loop was answering a batch (serve_loop.to_feed). */
 void conn_feed_later(serve_conn *c);
+/* The next connection of its loop's list. */
+serve_conn *conn_next(serve_conn *c);
 /* The request a connection is answering, and the loop it lives on. */
 serve_request *conn_request(serve_conn *c);
 serve_loop *conn_loop(serve_conn *c);
@@ -221,7 +225,7 @@ struct serve_loop {
     uv_mutex_t inbox_lock;        /* guards inbox and stop_asked */
     uv_os_sock_t *inbox;          /* accepted sockets handed to this loop */
     int inbox_len, inbox_cap;
-    bool stop_asked;
+    bool stop_asked, wind_down_asked;
     serve_conn *conns;            /* open connections, linked through serve_conn.next */
     serve_batch *waiting;         /* batches holding requests */
     int answering;                /* > 0 while a batch's answers go out: conn_respond defers */
@@ -236,6 +240,10 @@ void serve_loop_give(serve_loop *l, uv_os_sock_t fd);
 bool serve_loop_start_thread(serve_loop *l);
 /* Asks l to stop (from any thread): it closes its connections and handles, and its uv_run ends. */
 void serve_loop_ask_stop(serve_loop *l);
+/* Asks l (from any thread) to wind down its connections: idle ones get a second to close. */
+void serve_loop_ask_wind_down(serve_loop *l);
+/* On l's thread: the wind-down itself. */
+void serve_loop_wind_down(serve_loop *l);
 /* Stops l on the calling thread, which must be l's (or l's thread must not be running). */
 void serve_loop_stop(serve_loop *l);
 /* Waits for l's thread to end (after it stopped); nothing when it has none. */
@@ -257,7 +265,11 @@ struct lunet_server {
     uv_poll_t listener;
     uv_timer_t accept_pause;      /* out of descriptors: accepting waits a little */
     uv_signal_t sigterm, sigint;
-    uv_async_t stop;              /* lunet_server_stop from any thread */
+    uv_async_t stop;              /* lunet_server_stop from any thread, or the last connection closed */
+    uv_timer_t drain_timer;       /* the drain delay, then the shutdown timeout */
+    int64_t drain_delay_ms, shutdown_timeout_ms;
+    atomic_bool draining;         /* a signal came: readiness is 503 */
+    atomic_bool winding_down;     /* the listener closed: answers close their connections */
     int next_loop;                /* which loop the next connection goes to */
     serve_limits limits;
     int max_connections;
@@ -270,6 +282,8 @@ struct lunet_server {
     uv_mutex_t metrics_lock;
 };
 
+/* A connection closed: while winding down, the last one stops the server. */
+void serve_connection_closed(serve_server *s);
 /* An answered request: its metrics, and a JSON access-log line on stdout. */
 void serve_answered(serve_server *server, const serve_request *r, int status);
 /* The reason phrase of an HTTP status. */

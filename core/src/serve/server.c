@@ -69,7 +69,7 @@ static void on_acceptable(uv_poll_t *h, int status, int events);
 
 static void resume_accepting(uv_timer_t *t) {
     serve_server *s = t->data;
-    if (!s->stopping) uv_poll_start(&s->listener, UV_READABLE, on_acceptable);
+    if (!s->stopping && !atomic_load(&s->winding_down)) uv_poll_start(&s->listener, UV_READABLE, on_acceptable);
 }
 
 /* Accepts what is waiting (a bounded number per pass, so that loop 0's own clients are not
@@ -143,8 +143,9 @@ static void listener_closed(uv_handle_t *h) {
 static void stop_now(serve_server *s) {
     if (s->stopping) return;
     s->stopping = true;
-    uv_close((uv_handle_t *)&s->listener, listener_closed);
+    if (!uv_is_closing((uv_handle_t *)&s->listener)) uv_close((uv_handle_t *)&s->listener, listener_closed);
     uv_close((uv_handle_t *)&s->accept_pause, NULL);
+    uv_close((uv_handle_t *)&s->drain_timer, NULL);
     uv_close((uv_handle_t *)&s->sigterm, NULL);
     uv_close((uv_handle_t *)&s->sigint, NULL);
     uv_close((uv_handle_t *)&s->stop, NULL);
@@ -152,12 +153,50 @@ static void stop_now(serve_server *s) {
     for (int i = 1; i < s->loops_ready; i++) serve_loop_ask_stop(&s->loops[i]);
 }
 
-static void on_signal(uv_signal_t *h, int signum) {
-    (void)signum;
-    stop_now(h->data);
+static void on_stop(uv_async_t *h) { stop_now(h->data); }
+
+void serve_connection_closed(serve_server *s) {
+    if (atomic_load(&s->winding_down) && atomic_load(&s->connections) == 0 && !atomic_load(&s->stopping))
+        uv_async_send(&s->stop);
 }
 
-static void on_stop(uv_async_t *h) { stop_now(h->data); }
+static void on_shutdown_timeout(uv_timer_t *t) {
+    serve_server *s = t->data;
+    if (!s->quiet) fprintf(stderr, "lunet: the shutdown timeout passed; closing %d connections\n",
+                           atomic_load(&s->connections));
+    stop_now(s);
+}
+
+/* The drain delay is over: no more connections; the open ones close after their next answer
+ * (idle ones within a second), and the last to close stops the server. */
+static void wind_down(uv_timer_t *t) {
+    serve_server *s = t->data;
+    uv_close((uv_handle_t *)&s->listener, listener_closed);
+    uv_timer_stop(&s->accept_pause);
+    atomic_store(&s->winding_down, true);
+    serve_loop_wind_down(&s->loops[0]);
+    for (int i = 1; i < s->threads; i++) serve_loop_ask_wind_down(&s->loops[i]);
+    if (atomic_load(&s->connections) == 0) {
+        stop_now(s);
+        return;
+    }
+    if (s->shutdown_timeout_ms > 0) uv_timer_start(&s->drain_timer, on_shutdown_timeout, (uint64_t)s->shutdown_timeout_ms, 0);
+    else stop_now(s);
+}
+
+/* The first SIGTERM or SIGINT drains; a second stops at once. */
+static void on_signal(uv_signal_t *h, int signum) {
+    serve_server *s = h->data;
+    if (atomic_load(&s->draining) || s->stopping) {
+        stop_now(s);
+        return;
+    }
+    atomic_store(&s->draining, true);
+    if (!s->quiet)
+        fprintf(stderr, "lunet: %s: readiness is 503; the listener closes in %lld ms\n", signum == SIGINT ? "SIGINT" : "SIGTERM",
+                (long long)(s->drain_delay_ms > 0 ? s->drain_delay_ms : 0));
+    uv_timer_start(&s->drain_timer, wind_down, (uint64_t)(s->drain_delay_ms > 0 ? s->drain_delay_ms : 0), 0);
+}
 
 /* ---- the server --------------------------------------------------------------------------------- */
 
@@ -192,6 +231,8 @@ lunet_status lunet_server_create(lunet_server **out, const lunet_server_options 
     s->max_connections = o->max_connections > 0 ? o->max_connections : 1024;
     s->quiet = o->quiet;
     s->threads = o->threads > 0 ? o->threads : (int)uv_available_parallelism();
+    s->drain_delay_ms = o->drain_delay_ms < 0 ? 0 : o->drain_delay_ms ? o->drain_delay_ms : 5000;
+    s->shutdown_timeout_ms = o->shutdown_timeout_ms < 0 ? 0 : o->shutdown_timeout_ms ? o->shutdown_timeout_ms : 25000;
     s->listen_fd = -1;
     uv_mutex_init(&s->metrics_lock);
     s->loops = calloc((size_t)s->threads, sizeof *s->loops);
@@ -209,10 +250,11 @@ lunet_status lunet_server_create(lunet_server **out, const lunet_server_options 
     uv_loop_t *loop0 = &s->loops[0].loop;
     uv_poll_init_socket(loop0, &s->listener, s->listen_fd);
     uv_timer_init(loop0, &s->accept_pause);
+    uv_timer_init(loop0, &s->drain_timer);
     uv_signal_init(loop0, &s->sigterm);
     uv_signal_init(loop0, &s->sigint);
     uv_async_init(loop0, &s->stop, on_stop);
-    s->listener.data = s->accept_pause.data = s->sigterm.data = s->sigint.data = s->stop.data = s;
+    s->listener.data = s->accept_pause.data = s->drain_timer.data = s->sigterm.data = s->sigint.data = s->stop.data = s;
     *out = s;
     return LUNET_OK;
 }
