@@ -48,7 +48,8 @@ static serve_job *free_slot(serve_batch *b) {
 /* ---- running ------------------------------------------------------------------------------------ */
 
 /* The answer to job j: its rows of the batch's output (status 200), or why not. */
-static void answer(serve_batch *b, serve_job *j, lunet_status run_status, const void *output, uint64_t start) {
+static void answer(serve_batch *b, serve_job *j, lunet_status run_status, const void *output, uint64_t start,
+                   double compute_ms) {
     serve_model *m = b->model;
     infer_request *r = &j->request;
     char error[320];
@@ -66,12 +67,14 @@ static void answer(serve_batch *b, serve_job *j, lunet_status run_status, const 
         if (infer_write(r, m->name, m->version_text, &m->output, output, &body, &len, &json_len) != 0) {
             status = 500;
             snprintf(error, sizeof error, "the server ran out of memory for the response");
-        } else if (json_len != len) {
-            char header[64];
-            snprintf(header, sizeof header, "Inference-Header-Content-Length: %zu\r\n", json_len);
-            conn_respond(j->conn, 200, "application/octet-stream", header, body, len);
         } else {
-            conn_respond(j->conn, 200, NULL, NULL, body, len);
+            /* Server-Timing (W3C): how long the request waited in its batch, how long the batch ran. */
+            char headers[160];
+            int n = snprintf(headers, sizeof headers, "Server-Timing: queue;dur=%.3f, compute;dur=%.3f\r\n",
+                             (double)(start - j->queued_ns) / 1e6, compute_ms);
+            if (json_len != len)
+                snprintf(headers + n, sizeof headers - (size_t)n, "Inference-Header-Content-Length: %zu\r\n", json_len);
+            conn_respond(j->conn, 200, json_len != len ? "application/octet-stream" : NULL, headers, body, len);
         }
         free(body);
     }
@@ -95,7 +98,8 @@ static void run(serve_batch *b) {
         serve_job *j = &b->jobs[i];
         b->queue_s[i] = (double)(start - j->queued_ns) / 1e9;
         late += j->request.timeout_ms && start - j->queued_ns > (uint64_t)j->request.timeout_ms * 1000000u;
-        answer(b, j, st, (const char *)b->out + (size_t)(offset * m->output.count) * out_elem, start);
+        answer(b, j, st, (const char *)b->out + (size_t)(offset * m->output.count) * out_elem, start,
+               (double)(end - start) / 1e6);
         offset += j->request.rows;
         infer_request_free(&j->request);
         j->body.len = 0; /* the memory stays with the slot */

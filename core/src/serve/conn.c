@@ -389,6 +389,31 @@ static void on_written(uv_write_t *w, int status) {
 
 serve_request *conn_request(serve_conn *c) { return &c->req; }
 
+/* v in hex at out (room for 16 digits), without leading zeros; returns the digit count. */
+static size_t hex(char *out, uint64_t v) {
+    char tmp[16];
+    size_t n = 0;
+    do tmp[n++] = "0123456789abcdef"[v & 15], v >>= 4;
+    while (v);
+    for (size_t i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
+    return n;
+}
+
+/* The request's X-Request-Id: the client's when it is printable ASCII without spaces (it goes
+ * back in a header and into the log), else "<server prefix>-<loop>-<count>", unique per run. */
+static void settle_request_id(serve_conn *c) {
+    char *id = c->req.request_id;
+    bool usable = id[0] != '\0';
+    for (size_t i = 0; usable && id[i]; i++) usable = id[i] > 0x20 && id[i] < 0x7f;
+    if (usable) return;
+    size_t n = hex(id, c->server->id_prefix);
+    id[n++] = '-';
+    n += hex(id + n, (uint64_t)c->loop->index);
+    id[n++] = '-';
+    n += hex(id + n, ++c->loop->ids_made);
+    id[n] = '\0';
+}
+
 /* v in decimal at out (room for 20 digits); returns the digit count. */
 static size_t decimal(char *out, size_t v) {
     char tmp[24];
@@ -447,6 +472,7 @@ void conn_respond(serve_conn *c, int status, const char *content_type, const cha
     if (status == 400 || status == 408 || status == 413 || status == 431 || c->early_status) c->keep_alive = false;
     if (atomic_load(&c->server->winding_down)) c->keep_alive = false; /* draining: the client goes elsewhere */
     c->req.method = (enum http_method)c->parser.method; /* known from the request line on */
+    settle_request_id(c);
     serve_answered(c->server, &c->req, status);
     size_t content_length = body_len;
     if (c->req.method == HTTP_HEAD) body_len = 0; /* the headers as for GET, no body */
@@ -460,8 +486,9 @@ void conn_respond(serve_conn *c, int status, const char *content_type, const cha
     const char *connection = !c->keep_alive                ? "Connection: close\r\n"
                              : c->parser.http_minor == 0 ? "Connection: keep-alive\r\n"
                                                          : "";
-    const char *parts[] = {status_line, reason, "\r\nContent-Type: ", type, "\r\nContent-Length: ", length, "\r\n",
-                           connection, extra_headers ? extra_headers : "", "\r\n"};
+    const char *parts[] = {status_line, reason, "\r\nContent-Type: ", type, "\r\nContent-Length: ", length,
+                           "\r\nX-Request-Id: ", c->req.request_id, "\r\n", connection,
+                           extra_headers ? extra_headers : "", "\r\n"};
     size_t part_len[sizeof parts / sizeof *parts], head_len = 0;
     for (size_t i = 0; i < sizeof parts / sizeof *parts; i++) {
         part_len[i] = i == 0 ? status_len : i == 5 ? length_len : strlen(parts[i]);

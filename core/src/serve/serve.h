@@ -62,7 +62,8 @@ void serve_buf_free(serve_buf *b);
 typedef struct serve_request {
     enum http_method method;
     serve_buf url, body;
-    char request_id[65];          /* X-Request-Id, if the client sent one (truncated) */
+    char request_id[65];          /* X-Request-Id: the client's (if it is 1 to 64 visible ASCII
+                                     characters), else one made up; sent back and logged */
     uint64_t started_ns;          /* when its first byte arrived */
     bool has_json_len;            /* Inference-Header-Content-Length was sent: */
     bool json_len_invalid;        /*   not a number */
@@ -230,6 +231,7 @@ struct serve_loop {
     serve_batch *waiting;         /* batches holding requests */
     int answering;                /* > 0 while a batch's answers go out: conn_respond defers */
     serve_conn *to_feed;          /* ... the connections to parse on afterwards */
+    uint64_t ids_made;            /* request ids this loop has made up */
 };
 
 /* Starts loop l's handles (false, with lunet_last_error set, when it cannot). */
@@ -277,6 +279,7 @@ struct lunet_server {
     atomic_bool stopping;
     bool running, quiet;
     int port;
+    uint32_t id_prefix;           /* starts the request ids the server makes up: unique per run */
     serve_model *models;
     serve_stats *stats, *other_stats, *unknown_stats;
     uv_mutex_t metrics_lock;

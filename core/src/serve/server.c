@@ -233,6 +233,7 @@ lunet_status lunet_server_create(lunet_server **out, const lunet_server_options 
     s->threads = o->threads > 0 ? o->threads : (int)uv_available_parallelism();
     s->drain_delay_ms = o->drain_delay_ms < 0 ? 0 : o->drain_delay_ms ? o->drain_delay_ms : 5000;
     s->shutdown_timeout_ms = o->shutdown_timeout_ms < 0 ? 0 : o->shutdown_timeout_ms ? o->shutdown_timeout_ms : 25000;
+    s->id_prefix = (uint32_t)(uv_hrtime() ^ ((uint64_t)uv_os_getpid() << 16)); /* differs between runs */
     s->listen_fd = -1;
     uv_mutex_init(&s->metrics_lock);
     s->loops = calloc((size_t)s->threads, sizeof *s->loops);
