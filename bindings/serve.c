@@ -36,6 +36,15 @@ static lua_Integer int_field(lua_State *L, int idx, const char *name) {
     return v;
 }
 
+/* A delay in ms where Lua's 0 means none: C's -1 (C's 0, which nil gives, is the default). */
+static int delay_field(lua_State *L, int idx, const char *name) {
+    lua_getfield(L, idx, name);
+    bool given = !lua_isnil(L, -1);
+    lua_pop(L, 1);
+    lua_Integer v = int_field(L, idx, name);
+    return given && v == 0 ? -1 : (int)v;
+}
+
 static int f_server(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
     lunet_server_options o = {0};
@@ -49,14 +58,8 @@ static int f_server(lua_State *L) {
     o.body_timeout_ms = (int)int_field(L, 1, "body_timeout_ms");
     o.idle_timeout_ms = (int)int_field(L, 1, "idle_timeout_ms");
     o.threads = (int)int_field(L, 1, "threads");
-    /* Lua says 0 for "none", C says -1 (its 0 is "the default"). */
-    lua_getfield(L, 1, "drain_delay_ms");
-    bool no_drain = lua_isinteger(L, -1) && lua_tointeger(L, -1) == 0;
-    lua_getfield(L, 1, "shutdown_timeout_ms");
-    bool no_timeout = lua_isinteger(L, -1) && lua_tointeger(L, -1) == 0;
-    lua_pop(L, 2);
-    o.drain_delay_ms = no_drain ? -1 : (int)int_field(L, 1, "drain_delay_ms");
-    o.shutdown_timeout_ms = no_timeout ? -1 : (int)int_field(L, 1, "shutdown_timeout_ms");
+    o.drain_delay_ms = delay_field(L, 1, "drain_delay_ms");
+    o.shutdown_timeout_ms = delay_field(L, 1, "shutdown_timeout_ms");
     lua_getfield(L, 1, "quiet");
     o.quiet = lua_toboolean(L, -1);
     lua_pop(L, 1);

@@ -16,11 +16,8 @@
 #include <stdio.h>
 #include <string.h>
 
-static const double powers_of_ten[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
-                                         1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
-
 /* a * 10^k (|k| <= 22): one rounding. */
-static double scale(double a, int k) { return k >= 0 ? a * powers_of_ten[k] : a / powers_of_ten[-k]; }
+static double scale(double a, int k) { return k >= 0 ? a * lunet__powers_of_ten[k] : a / lunet__powers_of_ten[-k]; }
 
 static size_t by_snprintf(char *out, float v) { return (size_t)snprintf(out, LUNET__F32_TEXT_MAX, "%.9g", (double)v); }
 

@@ -275,9 +275,11 @@ enum { READ_AHEAD = 64 * 1024 }; /* the most unparsed input kept while a request
 
 static size_t unparsed(const serve_conn *c) { return c->in.len - c->in_pos; }
 
+/* Whether the responses waiting to be sent leave room for more: else parsing and reading wait. */
+static bool can_queue_writes(const serve_conn *c) { return c->write_queued <= c->server->limits.max_write_queue_bytes; }
+
 static void read_more(serve_conn *c) {
-    if (!c->closing && c->keep_alive && !c->eof && unparsed(c) < READ_AHEAD &&
-        c->write_queued <= c->server->limits.max_write_queue_bytes)
+    if (!c->closing && c->keep_alive && !c->eof && unparsed(c) < READ_AHEAD && can_queue_writes(c))
         uv_read_start((uv_stream_t *)&c->tcp, alloc_read, on_read); /* UV_EALREADY when reading: fine */
 }
 
@@ -288,8 +290,7 @@ static void conn_feed(serve_conn *c) {
     c->feeding = true;
     /* After a response that closes the connection nothing more is parsed (RFC 9112 9.6): the
      * stream may be broken, and a parser in its error state would answer again and again. */
-    while (!c->closing && !c->with_server && c->keep_alive && c->in_pos < c->in.len &&
-           c->write_queued <= c->server->limits.max_write_queue_bytes) {
+    while (!c->closing && !c->with_server && c->keep_alive && c->in_pos < c->in.len && can_queue_writes(c)) {
         size_t n = http_parser_execute(&c->parser, &parser_settings, c->in.data + c->in_pos, c->in.len - c->in_pos);
         c->in_pos += n;
         enum http_errno err = HTTP_PARSER_ERRNO(&c->parser);
@@ -314,11 +315,9 @@ static void conn_feed(serve_conn *c) {
             serve_handle(c->server, c);
         }
     }
-    if (!c->closing && c->in_pos == c->in.len) c->in.len = c->in_pos = 0; /* all parsed: reuse the buffer */
     c->feeding = false;
     read_more(c);
-    if (c->eof && !c->closing && !c->with_server && c->keep_alive &&
-        c->write_queued <= c->server->limits.max_write_queue_bytes) {
+    if (c->eof && !c->closing && !c->with_server && c->keep_alive && can_queue_writes(c)) {
         /* Every whole request the client sent has been answered: close once the answers are out. */
         c->keep_alive = false;
         if (c->write_queued == 0) {
@@ -389,13 +388,22 @@ static void on_written(uv_write_t *w, int status) {
 
 serve_request *conn_request(serve_conn *c) { return &c->req; }
 
-/* v in hex at out (room for 16 digits), without leading zeros; returns the digit count. */
-static size_t hex(char *out, uint64_t v) {
-    char tmp[16];
+size_t serve_digits(char *out, uint64_t v, unsigned base) {
+    char tmp[20];
     size_t n = 0;
-    do tmp[n++] = "0123456789abcdef"[v & 15], v >>= 4;
+    do tmp[n++] = "0123456789abcdef"[v % base], v /= base;
     while (v);
     for (size_t i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
+    out[n] = '\0';
+    return n;
+}
+
+size_t serve_millis(char *out, uint64_t ns) {
+    uint64_t us = (ns + 500) / 1000;
+    size_t n = serve_digits(out, us / 1000, 10);
+    out[n++] = '.';
+    for (uint64_t frac = us % 1000, div = 100; div; div /= 10) out[n++] = (char)('0' + frac / div % 10);
+    out[n] = '\0';
     return n;
 }
 
@@ -406,22 +414,11 @@ static void settle_request_id(serve_conn *c) {
     bool usable = id[0] != '\0';
     for (size_t i = 0; usable && id[i]; i++) usable = id[i] > 0x20 && id[i] < 0x7f;
     if (usable) return;
-    size_t n = hex(id, c->server->id_prefix);
+    size_t n = serve_digits(id, c->server->id_prefix, 16);
     id[n++] = '-';
-    n += hex(id + n, (uint64_t)c->loop->index);
+    n += serve_digits(id + n, (uint64_t)c->loop->index, 16);
     id[n++] = '-';
-    n += hex(id + n, ++c->loop->ids_made);
-    id[n] = '\0';
-}
-
-/* v in decimal at out (room for 20 digits); returns the digit count. */
-static size_t decimal(char *out, size_t v) {
-    char tmp[24];
-    size_t n = 0;
-    do tmp[n++] = (char)('0' + v % 10), v /= 10;
-    while (v);
-    for (size_t i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
-    return n;
+    serve_digits(id + n, ++c->loop->ids_made, 16);
 }
 
 serve_loop *conn_loop(serve_conn *c) { return c->loop; }
@@ -455,11 +452,9 @@ static void go_on(serve_conn *c) {
     conn_feed(c);
 }
 
-void conn_feed_later(serve_conn *c) {
-    serve_loop *l = c->loop;
-    serve_conn **p = &l->to_feed;
-    while (*p != c) p = &(*p)->next_to_feed;
-    *p = c->next_to_feed;
+void conn_feed_later(serve_loop *l) {
+    serve_conn *c = l->to_feed;
+    l->to_feed = c->next_to_feed;
     c->to_feed = false;
     if (!c->closing && !c->with_server && c->keep_alive) conn_feed(c);
     conn_release(c);
@@ -477,21 +472,20 @@ void conn_respond(serve_conn *c, int status, const char *content_type, const cha
     size_t content_length = body_len;
     if (c->req.method == HTTP_HEAD) body_len = 0; /* the headers as for GET, no body */
     /* The head is put together by hand: vsnprintf was a tenth of a small response's CPU. */
-    char status_line[32] = "HTTP/1.1 ", length[24];
-    size_t status_len = 9 + decimal(status_line + 9, (size_t)(status > 0 ? status : 0));
-    status_line[status_len++] = ' ';
-    size_t length_len = decimal(length, content_length);
+    char code[24], length[24];
+    serve_digits(code, (uint64_t)(status > 0 ? status : 0), 10);
+    serve_digits(length, content_length, 10);
     const char *reason = serve_status_text(status);
     const char *type = content_type ? content_type : "application/json";
     const char *connection = !c->keep_alive                ? "Connection: close\r\n"
                              : c->parser.http_minor == 0 ? "Connection: keep-alive\r\n"
                                                          : "";
-    const char *parts[] = {status_line, reason, "\r\nContent-Type: ", type, "\r\nContent-Length: ", length,
+    const char *parts[] = {"HTTP/1.1 ", code, " ", reason, "\r\nContent-Type: ", type, "\r\nContent-Length: ", length,
                            "\r\nX-Request-Id: ", c->req.request_id, "\r\n", connection,
                            extra_headers ? extra_headers : "", "\r\n"};
     size_t part_len[sizeof parts / sizeof *parts], head_len = 0;
     for (size_t i = 0; i < sizeof parts / sizeof *parts; i++) {
-        part_len[i] = i == 0 ? status_len : i == 5 ? length_len : strlen(parts[i]);
+        part_len[i] = strlen(parts[i]);
         head_len += part_len[i];
     }
     write_req *wr = malloc(sizeof *wr + head_len + body_len);

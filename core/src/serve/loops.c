@@ -9,8 +9,6 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-static void close_socket(uv_os_sock_t fd) { close(fd); }
-
 /* What other threads left in the inbox: sockets to open, or the request to stop. */
 static void on_wake(uv_async_t *h) {
     serve_loop *l = h->data;
@@ -24,7 +22,7 @@ static void on_wake(uv_async_t *h) {
     uv_mutex_unlock(&l->inbox_lock);
     for (int i = 0; i < n; i++) {
         if (stop || l->stopped) {
-            close_socket(fds[i]);
+            close(fds[i]);
             atomic_fetch_sub(&l->server->connections, 1);
         } else {
             conn_open(l, fds[i]);
@@ -68,7 +66,7 @@ void serve_loop_give(serve_loop *l, uv_os_sock_t fd) {
     if (ok) {
         uv_async_send(&l->wake);
     } else { /* stopping, or out of memory: the client is turned away */
-        close_socket(fd);
+        close(fd);
         atomic_fetch_sub(&l->server->connections, 1);
     }
 }
@@ -114,7 +112,7 @@ void serve_loop_stop(serve_loop *l) {
     if (l->stopped) return;
     l->stopped = true;
     while (l->conns) conn_close(l->conns);
-    while (l->to_feed) conn_feed_later(l->to_feed); /* closing: only taken off the list */
+    while (l->to_feed) conn_feed_later(l); /* closing: only taken off the list */
     /* Requests waiting in batches are dropped: their connections are closing. */
     for (serve_model *m = l->server->models; m; m = m->next) serve_batch_drop(&m->batches[l->index]);
     l->waiting = NULL;
@@ -136,7 +134,7 @@ void serve_loop_close(serve_loop *l) {
     uv_loop_close(&l->loop);
     uv_mutex_destroy(&l->inbox_lock);
     for (int i = 0; i < l->inbox_len; i++) {
-        close_socket(l->inbox[i]);
+        close(l->inbox[i]);
         atomic_fetch_sub(&l->server->connections, 1);
     }
     free(l->inbox);

@@ -11,7 +11,9 @@
  *   lunet_inferences_total{model}                 counter    rows run
  *   lunet_batches_total{model}                    counter    forwards run
  *   lunet_rejected_requests_total{model,reason}   counter    queue_full (503), deadline (504)
- *   lunet_requests_in_flight{model}               gauge      queued or running
+ *   lunet_requests_in_flight{model}               gauge      queued or running (a loop runs a batch
+ *                                                            as it leaves the queue: the same count
+ *                                                            as lunet_queue_size here)
  *   lunet_queue_size{model}                       gauge      queued
  */
 #include "serve.h"
@@ -112,11 +114,11 @@ bool serve_metrics_write(serve_server *s, serve_buf *out) {
     ok = ok && header(out, "lunet_requests_in_flight", "gauge", "Inference requests queued or running.");
     for (serve_stats *st = s->stats; st; st = st->next)
         ok = ok && serve_buf_printf(out, "lunet_requests_in_flight{model=\"%s\"} %lld\n", st->label,
-                                    (long long)atomic_load(&st->in_flight));
+                                    (long long)atomic_load(&st->waiting));
     ok = ok && header(out, "lunet_queue_size", "gauge", "Inference requests waiting in a batch.");
     for (serve_stats *st = s->stats; st; st = st->next)
         ok = ok && serve_buf_printf(out, "lunet_queue_size{model=\"%s\"} %lld\n", st->label,
-                                    (long long)atomic_load(&st->queued));
+                                    (long long)atomic_load(&st->waiting));
     static const struct {
         const char *name, *help;
         size_t offset;

@@ -33,7 +33,6 @@ serve_model *serve_model_find(serve_server *s, const char *name, size_t len, int
     return best;
 }
 
-bool serve_model_known(serve_server *s, const char *name, size_t len) { return serve_model_find(s, name, len, 0); }
 
 static void tensor_info(infer_tensor_info *t, char *name_buf, size_t name_size, const char *name, lunet_dtype dtype,
                         const int64_t *shape, int ndim) {

@@ -67,15 +67,18 @@ static bool method_is(serve_conn *c, enum http_method want) {
     return false;
 }
 
+/* Ready for traffic: not draining or stopped. */
+static bool ready(const serve_server *s) { return !s->draining && !s->stopping; }
+
 static void server_routes(serve_server *s, serve_conn *c, const char *path, size_t len) {
-    bool readiness = path_is(path, len, "/v2/health/ready"), ready = !s->draining && !s->stopping;
+    bool readiness = path_is(path, len, "/v2/health/ready");
     const char *body = path_is(path, len, "/v2") ? "{\"name\":\"lunet\",\"version\":\"" LUNET_VERSION
                                                    "\",\"extensions\":[\"binary_tensor_data\"]}"
                        : !readiness ? "{\"live\":true}"
-                       : ready      ? "{\"ready\":true}"
+                       : ready(s)   ? "{\"ready\":true}"
                                     : "{\"ready\":false}";
     if (!method_is(c, HTTP_GET)) return;
-    conn_respond(c, readiness && !ready ? 503 : 200, NULL, NULL, body, strlen(body));
+    conn_respond(c, readiness && !ready(s) ? 503 : 200, NULL, NULL, body, strlen(body));
 }
 
 static void metrics_route(serve_server *s, serve_conn *c) {
@@ -102,15 +105,15 @@ static serve_model *find_model(serve_server *s, serve_conn *c, const char *name,
         v = v * 10 + (version[i] - '0');
     }
     char quoted[LUNET__JSON_QUOTE_BUF], msg[LUNET__JSON_QUOTE_BUF * 2 + 64];
-    if (!serve_model_known(s, name, name_len)) {
+    serve_model *newest = serve_model_find(s, name, name_len, 0);
+    if (!newest) {
         r->stats = s->unknown_stats;
         snprintf(msg, sizeof msg, "unknown model %s", lunet__json_quote(quoted, sizeof quoted, name, name_len));
         conn_respond_error(c, 404, NULL, msg);
         return NULL;
     }
-    r->stats = serve_model_find(s, name, name_len, 0)->stats; /* every version of a name counts in one */
-    serve_model *m = !version ? serve_model_find(s, name, name_len, 0)
-                     : version_ok && v > 0 ? serve_model_find(s, name, name_len, v) : NULL;
+    r->stats = newest->stats; /* every version of a name counts in one */
+    serve_model *m = !version ? newest : version_ok && v > 0 ? serve_model_find(s, name, name_len, v) : NULL;
     if (!m) {
         char qv[LUNET__JSON_QUOTE_BUF];
         snprintf(msg, sizeof msg, "model %s has no version %s", lunet__json_quote(quoted, sizeof quoted, name, name_len),
@@ -135,7 +138,7 @@ static void model_route(serve_server *s, serve_conn *c, const char *name, size_t
         respond_buf(c, &b, serve_model_status(s, m->name, strlen(m->name), version ? m->version : 0, &b));
         return;
     case READY:
-        if (s->draining || s->stopping) conn_respond_error(c, 503, NULL, "the server is stopping");
+        if (!ready(s)) conn_respond_error(c, 503, NULL, "the server is stopping");
         else respond_buf(c, &b, serve_buf_printf(&b, "{\"name\":\"%s\",\"ready\":true}", m->name));
         return;
     case INFER:

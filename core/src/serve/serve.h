@@ -101,8 +101,13 @@ void conn_release(serve_conn *c);
 void conn_close(serve_conn *c);
 /* Draining: an idle connection (between requests) closes within ms unless a request comes. */
 void conn_wind_down(serve_conn *c, uint64_t ms);
-/* Parses on after a response given while its loop was answering a batch (serve_loop.to_feed). */
-void conn_feed_later(serve_conn *c);
+/* Takes the first connection off l->to_feed (answered while l answered a batch) and parses
+ * on with it. */
+void conn_feed_later(serve_loop *l);
+/* v in base 10 or 16 at out, NUL-terminated (room for 21 bytes); returns the digit count. */
+size_t serve_digits(char *out, uint64_t v, unsigned base);
+/* ns as milliseconds with three decimals ("12.345"), NUL-terminated; returns its length. */
+size_t serve_millis(char *out, uint64_t ns);
 /* The next connection of its loop's list. */
 serve_conn *conn_next(serve_conn *c);
 /* The request a connection is answering, and the loop it lives on. */
@@ -131,7 +136,7 @@ struct serve_stats {
         uint64_t count;
     } by_status[SERVE_STATUS_SLOTS];
     serve_histogram request_duration;
-    atomic_llong in_flight, queued; /* being answered, and waiting in a batch */
+    atomic_llong waiting;         /* in a batch (its loop runs it, then answers): both gauges */
     serve_histogram queue_duration, compute_duration, batch_size;
     uint64_t inferences, batches, rejected_full, rejected_deadline;
 };
@@ -166,8 +171,6 @@ typedef struct serve_model {
 
 /* The model of that name and version (version 0: the newest), or NULL. */
 serve_model *serve_model_find(serve_server *s, const char *name, size_t name_len, int64_t version);
-/* Whether any version of the name is served. */
-bool serve_model_known(serve_server *s, const char *name, size_t name_len);
 /* OIP model metadata, and TF Serving's model status (version 0: every version). */
 bool serve_model_metadata(serve_server *s, const serve_model *m, serve_buf *out);
 bool serve_model_status(serve_server *s, const char *name, size_t name_len, int64_t version, serve_buf *out);

@@ -39,24 +39,24 @@ const char *serve_status_text(int status) {
     }
 }
 
+/* s[0..len), up to stop (or its end), into out (size bytes, NUL-terminated) with the bytes JSON
+ * would need to escape replaced by '?': what goes into a log line as a JSON string. */
+static void log_safe(char *out, size_t size, const char *s, size_t len, char stop) {
+    size_t n = 0;
+    for (size_t i = 0; i < len && s[i] != stop && n < size - 1; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        out[n++] = ch < 0x20 || ch >= 0x7f || ch == '"' || ch == '\\' ? '?' : (char)ch;
+    }
+    out[n] = '\0';
+}
+
 void serve_answered(serve_server *s, const serve_request *r, int status) {
     double seconds = r->started_ns ? (double)(uv_hrtime() - r->started_ns) / 1e9 : 0;
     serve_stats_request(s, r->stats ? r->stats : s->other_stats, status, seconds);
     if (s->quiet) return;
-    /* The path is printed up to its query, with bytes that need escaping in JSON replaced. */
-    char path[256];
-    size_t n = 0;
-    for (size_t i = 0; i < r->url.len && r->url.data[i] != '?' && n < sizeof path - 1; i++) {
-        unsigned char ch = (unsigned char)r->url.data[i];
-        path[n++] = ch < 0x20 || ch >= 0x7f || ch == '"' || ch == '\\' ? '?' : (char)ch;
-    }
-    path[n] = '\0';
-    char id[sizeof r->request_id];
-    for (n = 0; r->request_id[n]; n++) {
-        unsigned char ch = (unsigned char)r->request_id[n];
-        id[n] = ch < 0x20 || ch >= 0x7f || ch == '"' || ch == '\\' ? '?' : (char)ch;
-    }
-    id[n] = '\0';
+    char path[256], id[sizeof r->request_id];
+    log_safe(path, sizeof path, r->url.data ? r->url.data : "", r->url.len, '?'); /* up to the query */
+    log_safe(id, sizeof id, r->request_id, strlen(r->request_id), '\0');
     double ms = seconds * 1e3;
     printf("{\"method\":\"%s\",\"path\":\"%s\",\"status\":%d,\"duration_ms\":%.3f,\"request_id\":\"%s\"}\n",
            http_method_str(r->method), path, status, ms, id);
