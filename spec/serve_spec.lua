@@ -155,6 +155,23 @@ describe("lunet.serve", function()
       assert.is_true(tonumber(queue) >= 0 and tonumber(compute) > 0)
     end)
 
+    it("counts and names a malformed request on its own, not as the request before it", function()
+      local mlp_400 = 'lunet_requests_total{model="mlp",code="400"}'
+      local other_400 = 'lunet_requests_total{model="",code="400"}'
+      local mlp_before, other_before = server:metric(mlp_400), server:metric(other_400)
+      local c = server:connect()
+      local body = cjson.encode(infer_request(2))
+      c:send("POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\nContent-Length: " .. #body .. "\r\n\r\n" .. body)
+      local s1, h1 = harness.read_response(c)
+      c:send("\1 nonsense\r\n\r\n") -- not even a method: the parser never starts a request
+      local s2, h2 = harness.read_response(c)
+      c:close()
+      assert.are.same({ 200, 400 }, { s1, s2 })
+      assert.are_not.equal(h1["x-request-id"], h2["x-request-id"])
+      assert.are.equal(mlp_before, server:metric(mlp_400))
+      assert.are.equal(other_before + 1, server:metric(other_400))
+    end)
+
     it("answers pipelined requests in order on one connection", function()
       local c = server:connect()
       c:send("GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\nGET /nothing HTTP/1.1\r\nHost: x\r\n\r\n"

@@ -157,17 +157,24 @@ static int count_header_bytes(serve_conn *c, size_t n) {
     return c->header_bytes > c->server->limits.max_header_bytes ? stop_with(c, 431) : 0;
 }
 
+/* What a request knows about itself starts empty: at a connection's start and after each
+ * response, not when the parser sees a request begin, since bytes the parser refuses before
+ * a request begins are answered (400) and logged as a request of their own. */
+static void request_reset(serve_conn *c) {
+    c->req.url.len = c->req.body.len = 0;
+    c->req.request_id[0] = '\0';
+    c->req.started_ns = 0;
+    c->req.has_json_len = c->req.json_len_invalid = false;
+    c->req.json_len = 0;
+    c->req.stats = c->server->other_stats;
+}
+
 static int on_message_begin(http_parser *p) {
     serve_conn *c = of(p);
     c->in_message = true, c->headers_done = c->complete = false, c->expect_continue = false;
     c->header_bytes = 0, c->field_len = 0, c->in_value = false, c->value_cut = false;
     c->value.len = 0;
-    c->req.url.len = c->req.body.len = 0;
-    c->req.request_id[0] = '\0';
     c->req.started_ns = uv_hrtime();
-    c->req.has_json_len = c->req.json_len_invalid = false;
-    c->req.json_len = 0;
-    c->req.stats = c->server->other_stats;
     arm_timer(c, c->server->limits.header_timeout_ms);
     return 0;
 }
@@ -501,6 +508,7 @@ void conn_respond(serve_conn *c, int status, const char *content_type, const cha
     uv_buf_t b = uv_buf_init(wr->data, (unsigned)wr->len);
     c->write_queued += wr->len;
     c->with_server = false, c->in_message = false, c->early_status = 0;
+    request_reset(c);
     if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0) {
         c->write_queued -= wr->len;
         free(wr);
@@ -547,6 +555,7 @@ bool conn_open(serve_loop *l, uv_os_sock_t fd) {
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
     c->keep_alive = true;
+    request_reset(c);
     if (uv_tcp_open(&c->tcp, fd) != 0) {
         close(fd);
         conn_close(c);

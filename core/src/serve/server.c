@@ -52,7 +52,7 @@ static void log_safe(char *out, size_t size, const char *s, size_t len, char sto
 
 void serve_answered(serve_server *s, const serve_request *r, int status) {
     double seconds = r->started_ns ? (double)(uv_hrtime() - r->started_ns) / 1e9 : 0;
-    serve_stats_request(s, r->stats ? r->stats : s->other_stats, status, seconds);
+    serve_stats_request(s, r->stats, status, seconds);
     if (s->quiet) return;
     char path[256], id[sizeof r->request_id];
     log_safe(path, sizeof path, r->url.data ? r->url.data : "", r->url.len, '?'); /* up to the query */
