@@ -3,17 +3,26 @@
  *
  *     local server = core.server(options)      -- binds the port
  *     server:threads()                         -- graphs each model needs (one per event loop)
- *     server:add_model{name = "mlp", version = 1, graphs = {g1, g2}, max_batch_size = 64, ...}
+ *     server:add_model{name = "mlp", version = 1, graphs = {g1, g2}, labels = {"stable"},
+ *                      max_batch_size = 64, ...}   -- adds, or replaces that version
+ *     server:remove_model("mlp", 1)
+ *     server:count_load("mlp", ok)             -- lunet_model_loads_total
+ *     server:set_tokens{{token = "...", scopes = {"infer", "metrics"}}, ...}   -- nil: auth off
  *     server:port()
- *     server:run()                             -- blocks until SIGTERM/SIGINT
+ *     server:start()                           -- the event loops run on threads of their own
+ *     server:watch{"models", "models/mlp"}     -- true, or nil and why (then poll)
+ *     server:wait(timeout_ms)                  -- "stopped", "changed", "hangup" or "timeout"
+ *     server:run()                             -- start, then wait until stopped
  *
  * options: host, port, max_connections, max_header_bytes, max_body_bytes, header_timeout_ms,
- * body_timeout_ms, idle_timeout_ms, quiet, threads, drain_delay_ms, shutdown_timeout_ms
- * (lunet_server_options' names; 0 for the last two means none rather than the default).  add_model
- * hands the graphs to the server: they cannot be used from Lua afterwards.
+ * body_timeout_ms, idle_timeout_ms, quiet, threads, drain_delay_ms, shutdown_timeout_ms,
+ * protect_health (lunet_server_options' names; 0 for the drain delays means none rather than
+ * the default).  add_model hands the graphs to the server: they cannot be used from Lua
+ * afterwards.
  */
 #include "binding.h"
 
+#include <limits.h>
 #include <stdlib.h>
 
 #define SERVER_MT "lunet.Server"
@@ -62,7 +71,9 @@ static int f_server(lua_State *L) {
     o.shutdown_timeout_ms = delay_field(L, 1, "shutdown_timeout_ms");
     lua_getfield(L, 1, "quiet");
     o.quiet = lua_toboolean(L, -1);
-    lua_pop(L, 1);
+    lua_getfield(L, 1, "protect_health");
+    o.protect_health = lua_toboolean(L, -1);
+    lua_pop(L, 2);
     server_box *box = lua_newuserdatauv(L, sizeof *box, 0);
     box->server = NULL;
     luaL_setmetatable(L, SERVER_MT);
@@ -98,6 +109,19 @@ static int m_add_model(lua_State *L) {
         lua_pop(L, 1);
     }
     m.graphs = graphs;
+    lua_getfield(L, 2, "labels");
+    int labels_idx = lua_gettop(L);
+    if (!lua_isnil(L, labels_idx)) {
+        luaL_checktype(L, labels_idx, LUA_TTABLE);
+        m.n_labels = (int)luaL_len(L, labels_idx);
+        if (m.n_labels > 8) return luaL_error(L, "serve: model %s: %d labels; at most 8", m.name, m.n_labels);
+        const char **labels = lua_newuserdatauv(L, 8 * sizeof *labels, 0); /* freed with the stack */
+        for (int i = 0; i < m.n_labels; i++) {
+            lua_geti(L, labels_idx, i + 1);
+            labels[i] = luaL_checkstring(L, -1); /* stays on the stack for the call */
+        }
+        m.labels = labels;
+    }
     if (lunet_server_add_model(srv, &m) != LUNET_OK) return raise_status(L);
     for (int i = 0; i < threads; i++) {
         lua_geti(L, graphs_idx, i + 1);
@@ -105,6 +129,83 @@ static int m_add_model(lua_State *L) {
         lua_pop(L, 1);
     }
     return 0;
+}
+
+static int m_remove_model(lua_State *L) {
+    lunet_server *srv = server_check(L);
+    if (lunet_server_remove_model(srv, luaL_checkstring(L, 2), luaL_checkinteger(L, 3)) != LUNET_OK)
+        return raise_status(L);
+    return 0;
+}
+
+static int m_count_load(lua_State *L) {
+    lunet_server_count_load(server_check(L), luaL_checkstring(L, 2), lua_toboolean(L, 3));
+    return 0;
+}
+
+/* {{token = "...", scopes = {"infer", ...}}, ...}, or nil for no auth. */
+static int m_set_tokens(lua_State *L) {
+    lunet_server *srv = server_check(L);
+    if (lua_isnoneornil(L, 2)) {
+        if (lunet_server_set_tokens(srv, NULL, -1) != LUNET_OK) return raise_status(L);
+        return 0;
+    }
+    luaL_checktype(L, 2, LUA_TTABLE);
+    int n = (int)luaL_len(L, 2);
+    lunet_server_token *tokens = lua_newuserdatauv(L, (size_t)(n > 0 ? n : 1) * sizeof *tokens, 0);
+    static const char *const scope_names[] = {"infer", "metrics", "admin", NULL};
+    for (int i = 0; i < n; i++) {
+        lua_geti(L, 2, i + 1);
+        int entry = lua_gettop(L);
+        luaL_checktype(L, entry, LUA_TTABLE);
+        lua_getfield(L, entry, "token");
+        tokens[i].token = luaL_checkstring(L, -1); /* stays on the stack for the call */
+        lua_getfield(L, entry, "scopes");
+        luaL_checktype(L, -1, LUA_TTABLE);
+        tokens[i].scopes = 0;
+        for (int j = 1; j <= (int)luaL_len(L, -1); j++) {
+            lua_geti(L, -1, j);
+            tokens[i].scopes |= 1u << luaL_checkoption(L, -1, NULL, scope_names);
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+    if (lunet_server_set_tokens(srv, tokens, n) != LUNET_OK) return raise_status(L);
+    return 0;
+}
+
+static int m_start(lua_State *L) {
+    if (lunet_server_start(server_check(L)) != LUNET_OK) return raise_status(L);
+    return 0;
+}
+
+static int m_watch(lua_State *L) {
+    lunet_server *srv = server_check(L);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    int n = (int)luaL_len(L, 2);
+    const char **paths = lua_newuserdatauv(L, (size_t)(n > 0 ? n : 1) * sizeof *paths, 0);
+    for (int i = 0; i < n; i++) {
+        lua_geti(L, 2, i + 1);
+        paths[i] = luaL_checkstring(L, -1); /* stays on the stack for the call */
+    }
+    if (lunet_server_watch(srv, paths, n) != LUNET_OK) {
+        lua_pushnil(L);
+        lua_pushstring(L, lunet_last_error());
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int m_wait(lua_State *L) {
+    lunet_server *srv = server_check(L);
+    lua_Integer timeout = luaL_optinteger(L, 2, -1);
+    lunet_server_event event;
+    if (lunet_server_wait(srv, timeout < 0 ? -1 : timeout > INT_MAX ? INT_MAX : (int)timeout, &event) != LUNET_OK)
+        return raise_status(L);
+    static const char *const names[] = {"stopped", "timeout", "changed", "hangup"};
+    lua_pushstring(L, names[event]);
+    return 1;
 }
 
 static int m_threads(lua_State *L) {
@@ -131,8 +232,11 @@ static int m_free(lua_State *L) {
 
 void serve_functions_register(lua_State *L) {
     if (luaL_newmetatable(L, SERVER_MT)) {
-        static const luaL_Reg methods[] = {{"add_model", m_add_model}, {"threads", m_threads}, {"port", m_port},
-                                           {"run", m_run}, {"free", m_free}, {NULL, NULL}};
+        static const luaL_Reg methods[] = {{"add_model", m_add_model}, {"remove_model", m_remove_model},
+                                           {"count_load", m_count_load}, {"set_tokens", m_set_tokens},
+                                           {"threads", m_threads}, {"port", m_port}, {"start", m_start},
+                                           {"watch", m_watch}, {"wait", m_wait}, {"run", m_run},
+                                           {"free", m_free}, {NULL, NULL}};
         lua_newtable(L);
         luaL_setfuncs(L, methods, 0);
         lua_setfield(L, -2, "__index");

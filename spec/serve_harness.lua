@@ -20,6 +20,7 @@ local function read_file(path)
 end
 local write_file = helpers.write_bytes
 harness.write_file = write_file
+harness.read_file = read_file
 
 --- Starts `lunet.serve(options)` (options: Lua source of a table) in a child interpreter with
 -- this one's module paths; waits for its "listening" line.

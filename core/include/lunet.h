@@ -770,21 +770,27 @@ void lunet_alloc_set_cache_limit(size_t bytes);
 
 /*
  * An HTTP model server on libuv loops (the routes are DESIGN.md's HTTP API).  Create binds the
- * port; run serves on the calling thread until it has drained after SIGTERM or SIGINT, or
- * another thread calls lunet_server_stop.  Zero in any option means its default.
+ * port; start runs the event loops on threads of their own and returns; the thread that
+ * created the server then drives it: it adds, replaces and removes models and sets tokens at
+ * any time, and waits (lunet_server_wait) for something to do: a change in the files it
+ * watches, SIGHUP, or the server's end.  lunet_server_run is start, then waiting for the end.
+ * Zero in any option means its default.
  *
  * Draining: the first SIGTERM or SIGINT turns readiness to 503 at once while the server keeps
  * serving for drain_delay_ms (load balancers stop routing to it), then closes the listener;
- * responses from then on say "Connection: close", idle connections get a second, and run
- * returns once every connection has closed or shutdown_timeout_ms has passed.  A second
+ * responses from then on say "Connection: close", idle connections get a second, and the
+ * server ends once every connection has closed or shutdown_timeout_ms has passed.  A second
  * signal stops it at once.
  *
  *     lunet_server_options o = {.host = "127.0.0.1", .port = 0};
  *     lunet_server *srv;
  *     LUNET_TRY(lunet_server_create(&srv, &o));
  *     printf("listening on %d\n", lunet_server_port(srv));   // the port the system chose
+ *     LUNET_TRY(lunet_server_add_model(srv, &model));
  *     lunet_status s = lunet_server_run(srv);
  *     lunet_server_free(srv);
+ *
+ * The functions below are for that one thread, except lunet_server_stop (any thread).
  */
 typedef struct lunet_server lunet_server;
 
@@ -804,6 +810,7 @@ typedef struct lunet_server_options {
                                      closes: 5 s (negative: none) */
     int shutdown_timeout_ms;      /* then the time in-flight requests have to finish: 25 s
                                      (negative: none) */
+    bool protect_health;          /* with tokens set, the health paths need one too (any scope) */
 } lunet_server_options;
 
 lunet_status lunet_server_create(lunet_server **out, const lunet_server_options *options);
@@ -827,13 +834,55 @@ typedef struct lunet_server_model {
     int max_batch_size;          /* 64 */
     int64_t max_queue_delay_us;  /* 0: no wait */
     int max_queue_size;          /* requests waiting in one loop's batch beyond which new ones get 503: 1024 */
+    const char *const *labels;   /* other names for this version ("stable"), usable wherever a URL */
+    int n_labels;                /*   takes a version: up to 8, each a valid name but not all digits */
 } lunet_server_model;
 
+/* Serves a model version, or replaces the one of the same name and version.  Each graph runs
+ * once on zeros first (warming it), on the calling thread; then the new version is published
+ * to every loop at once.  A request routed to a version before it was replaced or removed
+ * finishes on it; the version is freed after the last such request. */
 lunet_status lunet_server_add_model(lunet_server *server, const lunet_server_model *model);
+/* Stops serving a model version (LUNET_ERR_ARG if it is not served). */
+lunet_status lunet_server_remove_model(lunet_server *server, const char *name, int64_t version);
+/* Counts a load of a version of model name, in lunet_model_loads_total{result="ok"|"error"}. */
+void lunet_server_count_load(lunet_server *server, const char *name, bool ok);
+
+/* Bearer tokens.  With tokens set (even none), requests need "Authorization: Bearer <token>"
+ * of a token with the route's scope: infer for inference, model metadata and readiness, metrics
+ * for /metrics, admin for the repository index (admin also allows the others).  Health paths
+ * are open unless protect_health.  No token or an unknown one: 401 with WWW-Authenticate; a
+ * token without the scope: 403.  Tokens are compared in constant time.  n < 0 turns auth off. */
+enum { LUNET_SCOPE_INFER = 1, LUNET_SCOPE_METRICS = 2, LUNET_SCOPE_ADMIN = 4 };
+typedef struct lunet_server_token {
+    const char *token;            /* 16 to 256 visible ASCII characters */
+    unsigned scopes;              /* LUNET_SCOPE_* or'ed */
+} lunet_server_token;
+
+lunet_status lunet_server_set_tokens(lunet_server *server, const lunet_server_token *tokens, int n);
+
+/* Starts the event loops (once per server). */
+lunet_status lunet_server_start(lunet_server *server);
+
+typedef enum lunet_server_event {
+    LUNET_SERVER_STOPPED,         /* the server has ended (drained, or lunet_server_stop) */
+    LUNET_SERVER_TIMEOUT,         /* nothing happened in timeout_ms */
+    LUNET_SERVER_CHANGED,         /* a watched path changed (and then nothing for 100 ms) */
+    LUNET_SERVER_HANGUP,          /* SIGHUP: reload what you configure from files */
+} lunet_server_event;
+
+/* Watches these paths (files or directories; not recursive) from now on, instead of those of
+ * the last call.  A path that cannot be watched is skipped, and the call says so (LUNET_ERR_IO)
+ * after watching the others: poll for it with a wait timeout. */
+lunet_status lunet_server_watch(lunet_server *server, const char *const *paths, int n);
+/* Waits for the next event, at most timeout_ms (negative: no limit).  Once the server has
+ * stopped, every call says LUNET_SERVER_STOPPED at once. */
+lunet_status lunet_server_wait(lunet_server *server, int timeout_ms, lunet_server_event *event);
+/* lunet_server_start, then waits until the server stops (HANGUP and CHANGED are ignored). */
 lunet_status lunet_server_run(lunet_server *server);
-/* Makes lunet_server_run return soon; safe from any thread. */
+/* Makes the server stop soon, as a second SIGTERM would; safe from any thread. */
 void lunet_server_stop(lunet_server *server);
-/* Frees a server that is not running. */
+/* Frees the server; one still running is stopped first. */
 void lunet_server_free(lunet_server *server);
 
 #ifdef __cplusplus

@@ -1,13 +1,15 @@
 -- lunet.serve: the HTTP model server (core/src/serve) from Lua.  Lua loads and compiles the
--- models; from then on every request is C.  Blocks until SIGTERM or SIGINT.
+-- models; from then on every request is C.  Blocks until the server has drained after SIGTERM
+-- or SIGINT (see lunet.h), keeping it in step with its repository and token file meanwhile.
 --
 --   lunet.serve({models = "models", port = 8000})
 --   lunet.serve({models = {mlp = {[1] = model}}, port = 0, on_listen = function(port) print(port) end})
 --
--- models: a repository directory, <dir>/<name>/<version>/model.safetensors with versions that
--- are positive integers (a request that names no version gets the newest), and optionally
--- <dir>/<name>/config.lua, which returns that model's batching settings; or a table
--- {name = {[version] = model or path}}.  Names are letters, digits, '_', '-' and '.'.
+-- models: a repository directory (lunet.repository says its layout and config.lua), watched
+-- while the server runs: new versions are loaded, warmed and swapped in, changed ones
+-- reloaded, removed ones unloaded, with no request failing; or a table
+-- {name = {[version] = model or path}}, served as it is.  Names are letters, digits, '_', '-'
+-- and '.'.
 --
 -- Options (0 or absent means the default; see lunet_server_options in lunet.h): host, port,
 -- threads (event loops, each running its own graphs: the CPUs), max_connections, max_header_bytes, max_body_bytes,
@@ -15,12 +17,15 @@
 -- drain_delay_ms (after SIGTERM: readiness 503, serving on, then the listener closes; 5000, 0 for
 -- none), shutdown_timeout_ms (then at most this long for the open connections; 25000, 0: none),
 -- the batching defaults max_batch_size (64; 1 turns batching off), max_queue_delay_us (0: no
--- wait), max_queue_size (1024), and on_listen(port) (else a line "lunet: listening on
--- http://HOST:PORT" on stdout).
+-- wait), max_queue_size (1024), poll_ms (how often the repository and token file are looked at
+-- besides when the system says they changed: 2000), token_file (bearer tokens, lunet.token_file;
+-- read again on SIGHUP and when it changes), protect_health (the health paths need a token
+-- too), and on_listen(port) (else a line "lunet: listening on http://HOST:PORT" on stdout).
 local core = require("lunet.core")
-local lfs = require("lfs")
 local compile = require("lunet.compile")
 local model_file = require("lunet.model_file")
+local repository = require("lunet.repository")
+local token_file = require("lunet.token_file")
 
 local M = {}
 
@@ -29,10 +34,9 @@ local known = {
   max_body_bytes = "number", header_timeout_ms = "number", body_timeout_ms = "number",
   idle_timeout_ms = "number", quiet = "boolean", on_listen = "function", threads = "number",
   models = { string = true, table = true }, max_batch_size = "number", max_queue_delay_us = "number",
-  max_queue_size = "number", drain_delay_ms = "number", shutdown_timeout_ms = "number",
+  max_queue_size = "number", drain_delay_ms = "number", shutdown_timeout_ms = "number", poll_ms = "number",
+  token_file = "string", protect_health = "boolean",
 }
-
-local BATCHING = { "max_batch_size", "max_queue_delay_us", "max_queue_size" }
 
 local function check_options(options)
   for k, v in pairs(options) do
@@ -41,82 +45,6 @@ local function check_options(options)
     local fits = type(want) == "table" and want[type(v)] or type(v) == want
     if not fits then error(string.format("lunet.serve: option %s cannot be a %s", k, type(v)), 3) end
   end
-end
-
-local function is_dir(path) return lfs.attributes(path, "mode") == "directory" end
-
--- A model's config.lua: a chunk that returns a table of batching settings, run with no globals.
-local function read_config(path)
-  local f = io.open(path, "r")
-  if not f then return {} end
-  local text = f:read("a")
-  f:close()
-  local chunk, problem = load(text, "@" .. path, "t", {})
-  if not chunk then error("lunet.serve: " .. problem, 0) end
-  local ok, config = pcall(chunk)
-  if not ok then error("lunet.serve: " .. tostring(config), 0) end
-  if type(config) ~= "table" then error("lunet.serve: " .. path .. " must return a table", 0) end
-  for k, v in pairs(config) do
-    local allowed = false
-    for _, name in ipairs(BATCHING) do allowed = allowed or k == name end
-    if not allowed or math.type(v) ~= "integer" or v < 0 then
-      error(string.format("lunet.serve: %s: %s is not a setting (%s, each a whole number >= 0)", path, tostring(k),
-        table.concat(BATCHING, ", ")), 0)
-    end
-  end
-  return config
-end
-
--- {name = {versions = {[version] = path}, config = {...}}} from a repository directory.
-local function scan_repository(dir)
-  if not is_dir(dir) then error("lunet.serve: the model repository " .. dir .. " is not a directory", 0) end
-  local found = {}
-  for name in lfs.dir(dir) do
-    local model_dir = dir .. "/" .. name
-    if name:sub(1, 1) ~= "." and is_dir(model_dir) then
-      local entry = { versions = {}, config = read_config(model_dir .. "/config.lua") }
-      for version in lfs.dir(model_dir) do
-        local path = model_dir .. "/" .. version .. "/model.safetensors"
-        if version:match("^[1-9]%d*$") and lfs.attributes(path, "mode") == "file" then
-          entry.versions[tonumber(version)] = path
-        end
-      end
-      if next(entry.versions) then found[name] = entry end
-    end
-  end
-  if not next(found) then
-    error("lunet.serve: no models in " .. dir .. " (it must hold <name>/<version>/model.safetensors)", 0)
-  end
-  return found
-end
-
-local function from_table(models)
-  local found = {}
-  for name, versions in pairs(models) do
-    if type(name) ~= "string" or type(versions) ~= "table" then
-      error("lunet.serve: models must map names to {[version] = model or path}", 0)
-    end
-    found[name] = { versions = versions, config = {} }
-  end
-  return found
-end
-
--- `threads` graphs of the model (a module or a model file's path).
-local function graphs_of(name, version, model, threads)
-  local where = string.format("model %s version %s", name, tostring(version))
-  if type(model) == "string" then
-    where = model
-    model = model_file.load(model)
-  end
-  local shape = model.input_shape
-  if not shape then error("lunet.serve: " .. where .. " records no input shape; save it with one", 0) end
-  local graphs = {}
-  for i = 1, threads do
-    local graph, reason = compile.compile(model, shape)
-    if not graph then error("lunet.serve: " .. where .. " cannot be served: " .. reason, 0) end
-    graphs[i] = graph
-  end
-  return graphs, where
 end
 
 local function sorted_keys(t)
@@ -129,41 +57,106 @@ local function sorted_keys(t)
   return keys
 end
 
-function M.serve(options)
-  options = options or {}
-  if type(options) ~= "table" then error("lunet.serve: options must be a table", 2) end
-  check_options(options)
-  local host = options.host or "0.0.0.0"
-  local models = options.models
-  if type(models) == "string" then
-    models = scan_repository(models)
-  elseif models then
-    models = from_table(models)
-  end
-  local server = core.server(options)
-  local threads = server:threads()
-  for _, name in ipairs(sorted_keys(models or {})) do
-    local entry = models[name]
-    for _, version in ipairs(sorted_keys(entry.versions)) do
+-- Serves a table {name = {[version] = model or path}} (not watched).
+local function add_table(server, models, options)
+  for _, name in ipairs(sorted_keys(models)) do
+    local versions = models[name]
+    if type(name) ~= "string" or type(versions) ~= "table" then
+      error("lunet.serve: models must map names to {[version] = model or path}", 0)
+    end
+    for _, version in ipairs(sorted_keys(versions)) do
       if math.type(version) ~= "integer" or version < 1 then
         error(string.format("lunet.serve: model %s: version %s is not a positive integer", name, tostring(version)), 0)
       end
-      local graphs, where = graphs_of(name, version, entry.versions[version], threads)
+      local model, where = versions[version], string.format("model %s version %d", name, version)
+      if type(model) == "string" then model, where = model_file.load(model), model end
+      local shape = model.input_shape
+      if not shape then error("lunet.serve: " .. where .. " records no input shape; save it with one", 0) end
+      local graphs = {}
+      for i = 1, server:threads() do
+        local graph, reason = compile.compile(model, shape)
+        if not graph then error("lunet.serve: " .. where .. " cannot be served: " .. reason, 0) end
+        graphs[i] = graph
+      end
       local spec = { name = name, version = version, graphs = graphs }
-      for _, k in ipairs(BATCHING) do spec[k] = entry.config[k] or options[k] end
+      for _, k in ipairs(repository.BATCHING) do spec[k] = options[k] end
       server:add_model(spec)
       if not options.quiet then
         io.stdout:write(string.format("lunet: serving %s version %d from %s\n", name, version, where))
       end
     end
   end
-  local on_listen = options.on_listen or function(port)
-    io.stdout:write(string.format("lunet: listening on http://%s:%d (%d event loops)\n", host, port, threads))
-    io.stdout:flush()
+end
+
+-- The token file kept applied: read again when it changed or on SIGHUP.
+local function token_keeper(server, path)
+  local applied
+  return function(hangup, strict)
+    local id = token_file.id(path)
+    if id == applied and not hangup then return end
+    local ok, tokens = pcall(token_file.read, path)
+    if not ok then
+      if strict then error("lunet.serve: " .. tokens, 0) end
+      io.stderr:write("lunet: ", tokens, " (the tokens in use stay)\n")
+    else
+      server:set_tokens(tokens)
+      io.stderr:write(string.format("lunet: %d bearer tokens from %s\n", #tokens, path))
+    end
+    applied = id
   end
-  on_listen(server:port())
-  server:run()
-  server:free()
+end
+
+-- The directory a file is in (watched rather than the file, which an update may replace).
+local function dir_of(path) return path:match("^(.*)/[^/]*$") or "." end
+
+function M.serve(options)
+  options = options or {}
+  if type(options) ~= "table" then error("lunet.serve: options must be a table", 2) end
+  check_options(options)
+  local host = options.host or "0.0.0.0"
+  local server = core.server(options)
+  local ok, problem = pcall(function()
+    local repo = type(options.models) == "string" and repository.new(options.models, server, options)
+    if repo then
+      local synced, why = pcall(repo.sync, repo, true)
+      if not synced then error("lunet.serve: " .. why, 0) end
+    elseif options.models then
+      add_table(server, options.models, options)
+    end
+    local tokens = options.token_file and token_keeper(server, options.token_file)
+    if tokens then tokens(false, true) end
+    server:start()
+    local on_listen = options.on_listen or function(port)
+      io.stdout:write(string.format("lunet: listening on http://%s:%d (%d event loops)\n", host, port,
+        server:threads()))
+      io.stdout:flush()
+    end
+    on_listen(server:port())
+    local watched
+    local function watch()
+      local paths = repo and repo:paths() or {}
+      if options.token_file then paths[#paths + 1] = dir_of(options.token_file) end
+      local key = table.concat(paths, "\0")
+      if key == watched then return end
+      local watching, why = server:watch(paths)
+      if not watching and watched == nil then io.stderr:write("lunet: ", why, "; polling instead\n") end
+      watched = key
+    end
+    watch()
+    local poll_ms = options.poll_ms and options.poll_ms > 0 and options.poll_ms or 2000
+    while true do
+      local event = server:wait(poll_ms)
+      if event == "stopped" then break end
+      local synced, why = pcall(function()
+        if repo then repo:sync(false) end
+        if tokens then tokens(event == "hangup", false) end
+        watch()
+      end)
+      if not synced then io.stderr:write("lunet: keeping in step failed: ", tostring(why), "\n") end
+    end
+  end)
+  server:free() -- stops a server still running (an error above)
+  if not ok then error(problem, 0) end
 end
 
 return M

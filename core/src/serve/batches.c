@@ -150,6 +150,7 @@ void serve_batches_run_due(serve_loop *l) {
             *p = b->next_waiting;
             b->listed = false;
             if (b->n) run(b);
+            if (b->retired) serve_model_part_free(b->model, l->index); /* its last requests are answered */
         }
         if (!l->to_feed) break;
         /* Parse on the connections that were answered: their next requests may make batches. */

@@ -166,6 +166,8 @@ static void request_reset(serve_conn *c) {
     c->req.started_ns = 0;
     c->req.has_json_len = c->req.json_len_invalid = false;
     c->req.json_len = 0;
+    c->req.has_authorization = false;
+    c->req.bearer_len = 0;
     c->req.stats = c->server->other_stats;
 }
 
@@ -197,6 +199,15 @@ static void header_done(serve_conn *c) {
         size_t n = c->value.len < sizeof c->req.request_id - 1 ? c->value.len : sizeof c->req.request_id - 1;
         memcpy(c->req.request_id, v, n);
         c->req.request_id[n] = '\0';
+    } else if (strcasecmp(c->field, "authorization") == 0) {
+        /* "Bearer <token>": the token is kept for auth.c; anything else is no token. */
+        size_t n = c->value.len;
+        bool bearer = !c->value_cut && n > 7 && strncasecmp(v, "bearer ", 7) == 0;
+        size_t skip = 7;
+        while (bearer && skip < n && v[skip] == ' ') skip++;
+        c->req.bearer_len = bearer && n - skip < sizeof c->req.bearer ? n - skip : 0;
+        memcpy(c->req.bearer, v + skip, c->req.bearer_len);
+        c->req.has_authorization = true;
     } else if (strcasecmp(c->field, "inference-header-content-length") == 0) {
         char *end;
         errno = 0;
@@ -225,7 +236,7 @@ static int on_header_value(http_parser *p, const char *at, size_t n) {
     serve_conn *c = of(p);
     if (count_header_bytes(c, n)) return 0;
     c->in_value = true;
-    bool kept = c->field_len < sizeof c->field && c->value.len + n <= 256;
+    bool kept = c->field_len < sizeof c->field && c->value.len + n <= 300; /* a bearer token and its scheme */
     c->value_cut |= !kept;
     if (kept && !serve_buf_append(&c->value, at, n)) return stop_with(c, 500);
     return 0;

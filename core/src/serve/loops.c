@@ -1,22 +1,22 @@
 /*
- * loops.c: the server's event loops (serve.h).  Each runs on its own thread (loop 0 on the
- * thread that called lunet_server_run) and owns everything of the connections it was given.
- * Other threads reach a loop only through its inbox and its wake handle: loop 0 hands over
- * accepted sockets, and asks every loop to stop.
+ * loops.c: the server's event loops (serve.h).  Each runs on its own thread and owns
+ * everything of the connections it was given.  Other threads reach a loop only through its
+ * inbox and its wake handle: loop 0 hands over accepted sockets and asks every loop to stop or
+ * wind down; the control thread asks it to move to a newly published table.
  */
 #include "serve.h"
 
 #include <stdlib.h>
 #include <unistd.h>
 
-/* What other threads left in the inbox: sockets to open, or the request to stop. */
+/* What other threads left in the inbox: sockets to open, a new table, or the request to stop. */
 static void on_wake(uv_async_t *h) {
     serve_loop *l = h->data;
     uv_mutex_lock(&l->inbox_lock);
     uv_os_sock_t *fds = l->inbox;
     int n = l->inbox_len;
-    bool stop = l->stop_asked, wind_down = l->wind_down_asked;
-    l->wind_down_asked = false;
+    bool stop = l->stop_asked, wind_down = l->wind_down_asked, adopt = l->adopt_asked;
+    l->wind_down_asked = l->adopt_asked = false;
     l->inbox = NULL;
     l->inbox_len = l->inbox_cap = 0;
     uv_mutex_unlock(&l->inbox_lock);
@@ -29,6 +29,7 @@ static void on_wake(uv_async_t *h) {
         }
     }
     free(fds);
+    if (adopt) serve_loop_adopt(l);
     if (stop) serve_loop_stop(l);
     else if (wind_down) serve_loop_wind_down(l);
 }
@@ -75,6 +76,7 @@ static void loop_main(void *arg) {
     serve_loop *l = arg;
     lunet_set_thread_num_threads(1); /* the loops are the parallelism */
     uv_run(&l->loop, UV_RUN_DEFAULT);
+    serve_control_loop_ended(l->server);
 }
 
 bool serve_loop_start_thread(serve_loop *l) {
@@ -92,6 +94,13 @@ void serve_loop_ask_stop(serve_loop *l) {
     l->stop_asked = true;
     uv_mutex_unlock(&l->inbox_lock);
     if (!asked) uv_async_send(&l->wake);
+}
+
+void serve_loop_ask_adopt(serve_loop *l) {
+    uv_mutex_lock(&l->inbox_lock);
+    l->adopt_asked = true;
+    uv_mutex_unlock(&l->inbox_lock);
+    uv_async_send(&l->wake);
 }
 
 void serve_loop_ask_wind_down(serve_loop *l) {
@@ -114,7 +123,12 @@ void serve_loop_stop(serve_loop *l) {
     while (l->conns) conn_close(l->conns);
     while (l->to_feed) conn_feed_later(l); /* closing: only taken off the list */
     /* Requests waiting in batches are dropped: their connections are closing. */
-    for (serve_model *m = l->server->models; m; m = m->next) serve_batch_drop(&m->batches[l->index]);
+    for (serve_batch *b = l->waiting, *next; b; b = next) {
+        next = b->next_waiting;
+        b->listed = false;
+        serve_batch_drop(b);
+        if (b->retired) serve_model_part_free(b->model, l->index);
+    }
     l->waiting = NULL;
     uv_close((uv_handle_t *)&l->wake, NULL);
     uv_close((uv_handle_t *)&l->after_poll, NULL);

@@ -15,6 +15,8 @@
  *                                                            as it leaves the queue: the same count
  *                                                            as lunet_queue_size here)
  *   lunet_queue_size{model}                       gauge      queued
+ *   lunet_model_loads_total{model,result}         counter    versions loaded (ok) or not (error);
+ *                                                            only for model names
  */
 #include "serve.h"
 
@@ -34,14 +36,12 @@ static void observe(serve_histogram *h, const double *bounds, int n, double v) {
 }
 
 serve_stats *serve_stats_for(serve_server *s, const char *label) {
-    for (serve_stats *st = s->stats; st; st = st->next)
-        if (strcmp(st->label, label) == 0) return st;
-    serve_stats *st = calloc(1, sizeof *st);
-    if (!st) return NULL;
-    snprintf(st->label, sizeof st->label, "%s", label);
+    uv_mutex_lock(&s->metrics_lock); /* /metrics may be walking the list */
     serve_stats **tail = &s->stats;
-    while (*tail) tail = &(*tail)->next;
-    *tail = st;
+    while (*tail && strcmp((*tail)->label, label) != 0) tail = &(*tail)->next;
+    if (!*tail && (*tail = calloc(1, sizeof **tail))) snprintf((*tail)->label, sizeof (*tail)->label, "%s", label);
+    serve_stats *st = *tail;
+    uv_mutex_unlock(&s->metrics_lock);
     return st;
 }
 
@@ -153,6 +153,14 @@ bool serve_metrics_write(serve_server *s, serve_buf *out) {
                                          "lunet_rejected_requests_total{model=\"%s\",reason=\"deadline\"} %llu\n",
                                     st->label, (unsigned long long)st->rejected_full, st->label,
                                     (unsigned long long)st->rejected_deadline);
+    ok = ok && header(out, "lunet_model_loads_total", "counter",
+                      "Model versions loaded from the repository (result=ok) or that failed to load (error).");
+    for (serve_stats *st = s->stats; st; st = st->next)
+        if (st != s->other_stats && st != s->unknown_stats)
+            ok = ok && serve_buf_printf(out, "lunet_model_loads_total{model=\"%s\",result=\"ok\"} %llu\n"
+                                             "lunet_model_loads_total{model=\"%s\",result=\"error\"} %llu\n",
+                                        st->label, (unsigned long long)st->loads_ok, st->label,
+                                        (unsigned long long)st->loads_error);
     uv_mutex_unlock(&s->metrics_lock);
     return ok;
 }

@@ -9,9 +9,13 @@
  *   GET  /v1/models/M[/versions/N]             TF Serving model status
  *   POST /v1/models/M[/versions/N]:predict     TF Serving predict
  *   GET  /metrics                              Prometheus
+ *   POST /v2/repository/index                  the versions served (Triton's repository extension)
  *
+ * A version V may be one of its labels; TF Serving's paths take /labels/L for /versions/N.
  * GET routes also answer HEAD.  An unknown path is 404, a known one asked with another
- * method 405 with Allow, an unknown model or version 404; all as {"error": ...}.
+ * method 405 with Allow, an unknown model or version 404; all as {"error": ...}.  With tokens
+ * set, a route checks its scope (auth.c) before anything else: the health paths none, /v2 and
+ * the model routes infer, /metrics metrics, the repository index admin.
  */
 #include "serve.h"
 
@@ -72,6 +76,8 @@ static bool ready(const serve_server *s) { return !s->draining && !s->stopping; 
 
 static void server_routes(serve_server *s, serve_conn *c, const char *path, size_t len) {
     bool readiness = path_is(path, len, "/v2/health/ready");
+    bool health = readiness || path_is(path, len, "/v2/health/live");
+    if (!serve_authorized(conn_loop(c)->table, c, health ? 0 : LUNET_SCOPE_INFER)) return;
     const char *body = path_is(path, len, "/v2") ? "{\"name\":\"lunet\",\"version\":\"" LUNET_VERSION
                                                    "\",\"extensions\":[\"binary_tensor_data\"]}"
                        : !readiness ? "{\"live\":true}"
@@ -82,7 +88,7 @@ static void server_routes(serve_server *s, serve_conn *c, const char *path, size
 }
 
 static void metrics_route(serve_server *s, serve_conn *c) {
-    if (!method_is(c, HTTP_GET)) return;
+    if (!serve_authorized(conn_loop(c)->table, c, LUNET_SCOPE_METRICS) || !method_is(c, HTTP_GET)) return;
     serve_buf b = {0};
     bool ok = serve_metrics_write(s, &b);
     if (ok) conn_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, b.data, b.len);
@@ -90,22 +96,30 @@ static void metrics_route(serve_server *s, serve_conn *c) {
     serve_buf_free(&b);
 }
 
+static void index_route(serve_conn *c) {
+    const serve_table *t = conn_loop(c)->table;
+    if (!serve_authorized(t, c, LUNET_SCOPE_ADMIN) || !method_is(c, HTTP_POST)) return;
+    serve_buf b = {0};
+    respond_buf(c, &b, serve_model_index(t, &b));
+}
+
 /* ---- model routes -------------------------------------------------------------------------------- */
 
 typedef enum model_action { METADATA, READY, INFER, TF_STATUS, TF_PREDICT } model_action;
 
-/* The model of the request, or NULL when it answered 404 (unknown model or version). */
+/* The model of the request, or NULL when it answered 404 (unknown model, version or label). */
 static serve_model *find_model(serve_server *s, serve_conn *c, const char *name, size_t name_len, const char *version,
                                size_t version_len) {
+    const serve_table *t = conn_loop(c)->table;
     serve_request *r = conn_request(c);
     int64_t v = 0;
-    bool version_ok = version_len > 0 && version_len < 19;
-    for (size_t i = 0; version_ok && i < version_len; i++) {
-        version_ok = version[i] >= '0' && version[i] <= '9';
+    bool digits = version_len > 0 && version_len < 19;
+    for (size_t i = 0; digits && i < version_len; i++) {
+        digits = version[i] >= '0' && version[i] <= '9';
         v = v * 10 + (version[i] - '0');
     }
     char quoted[LUNET__JSON_QUOTE_BUF], msg[LUNET__JSON_QUOTE_BUF * 2 + 64];
-    serve_model *newest = serve_model_find(s, name, name_len, 0);
+    serve_model *newest = serve_model_find(t, name, name_len, 0, NULL, 0);
     if (!newest) {
         r->stats = s->unknown_stats;
         snprintf(msg, sizeof msg, "unknown model %s", lunet__json_quote(quoted, sizeof quoted, name, name_len));
@@ -113,7 +127,9 @@ static serve_model *find_model(serve_server *s, serve_conn *c, const char *name,
         return NULL;
     }
     r->stats = newest->stats; /* every version of a name counts in one */
-    serve_model *m = !version ? newest : version_ok && v > 0 ? serve_model_find(s, name, name_len, v) : NULL;
+    serve_model *m = !version ? newest
+                     : digits ? (v > 0 ? serve_model_find(t, name, name_len, v, NULL, 0) : NULL)
+                              : serve_model_find(t, name, name_len, 0, version, version_len);
     if (!m) {
         char qv[LUNET__JSON_QUOTE_BUF];
         snprintf(msg, sizeof msg, "model %s has no version %s", lunet__json_quote(quoted, sizeof quoted, name, name_len),
@@ -126,16 +142,18 @@ static serve_model *find_model(serve_server *s, serve_conn *c, const char *name,
 
 static void model_route(serve_server *s, serve_conn *c, const char *name, size_t name_len, const char *version,
                         size_t version_len, model_action action) {
+    const serve_table *t = conn_loop(c)->table;
+    if (!serve_authorized(t, c, LUNET_SCOPE_INFER)) return;
     serve_model *m = find_model(s, c, name, name_len, version, version_len);
     if (!m) return;
     if (!method_is(c, action == INFER || action == TF_PREDICT ? HTTP_POST : HTTP_GET)) return;
     serve_buf b = {0};
     switch (action) {
     case METADATA:
-        respond_buf(c, &b, serve_model_metadata(s, m, &b));
+        respond_buf(c, &b, serve_model_metadata(t, m, &b));
         return;
     case TF_STATUS:
-        respond_buf(c, &b, serve_model_status(s, m->name, strlen(m->name), version ? m->version : 0, &b));
+        respond_buf(c, &b, serve_model_status(t, m->name, strlen(m->name), version ? m->version : 0, &b));
         return;
     case READY:
         if (!ready(s)) conn_respond_error(c, 503, NULL, "the server is stopping");
@@ -154,7 +172,7 @@ static bool model_routes(serve_server *s, serve_conn *c, const char *p, size_t l
     size_t name_len, version_len = 0;
     segment(&p, &len, tf, &name, &name_len);
     if (name_len == 0) return false;
-    if (take(&p, &len, "/versions/")) {
+    if (take(&p, &len, "/versions/") || (tf && take(&p, &len, "/labels/"))) {
         segment(&p, &len, tf, &version, &version_len);
         if (version_len == 0) return false;
     }
@@ -178,6 +196,10 @@ void serve_handle(serve_server *s, serve_conn *c) {
     }
     if (path_is(path, len, "/metrics")) {
         metrics_route(s, c);
+        return;
+    }
+    if (path_is(path, len, "/v2/repository/index")) {
+        index_route(c);
         return;
     }
     const char *p = path;

@@ -2,19 +2,21 @@
  * serve.h: the HTTP model server's parts, private to core/src/serve.
  *
  *   server.c   the lunet_server of lunet.h: the listener, handing connections out, signals, the log
+ *   control.c  the thread that drives the server (lunet_server_start/wait): watching files, SIGHUP
  *   loops.c    the event loops, one per thread: starting, taking connections, stopping
  *   conn.c     one client connection: http-parser with the limits and timeouts, keep-alive,
  *              pipelining (one request at a time, in order), the response queue
  *   routes.c   which handler answers a request: the paths of DESIGN.md's HTTP API
- *   models.c   the models served: adding, finding by name and version, their metadata
+ *   models.c   the models served: the published tables, adding and removing, finding, metadata
+ *   auth.c     bearer tokens and their scopes
  *   batches.c  batching: decoding requests into a model's batch, running it, answering
  *   infer.c    request and response bodies (infer.h)
  *   metrics.c  the counters and histograms, and /metrics in Prometheus' text format
  *
  * Threads: the server runs `threads` event loops, each on its own thread, and each does all the
  * work of the connections it was given: reading, HTTP, routing, decoding bodies into its own
- * batch buffers, running the model on its own graph, writing the answers.  Loop 0 (the thread
- * that called lunet_server_run) also accepts connections and deals them out in turn.  So a
+ * batch buffers, running the model on its own graph, writing the answers.  Loop 0 also accepts
+ * connections and deals them out in turn.  So a
  * request never changes threads: a handoff per request between a network thread and a worker
  * cost more CPU than the small models served here take to run (measured: bench/serve.sh).
  *
@@ -22,6 +24,13 @@
  * their model's batch, and a check callback (right after the poll) runs every batch that holds
  * any.  So nothing waits for a batch to fill, and requests that arrive while a batch runs make
  * the next one.  max_queue_delay_us holds a batch back (a timer) for more rows.
+ *
+ * What is served (models, tokens) changes while the loops run: the control thread (the one that
+ * called lunet_server_start) publishes a new serve_table, never changing a published one, and
+ * each loop moves to it through every table in between when its inbox says so.  A model that a
+ * table leaves out is retired loop by loop: a loop frees its part (graph and batch) once the
+ * requests waiting in that batch are answered, and the last loop to do so frees the model.  So
+ * a request finishes on the version it was routed to, and nothing takes a lock per request.
  *
  * A request is handed to the server once its whole body has arrived; the server answers it
  * with conn_respond, now or later, and the connection goes on parsing whatever the client
@@ -68,6 +77,9 @@ typedef struct serve_request {
     bool has_json_len;            /* Inference-Header-Content-Length was sent: */
     bool json_len_invalid;        /*   not a number */
     size_t json_len;              /*   its value */
+    bool has_authorization;       /* Authorization was sent: */
+    char bearer[257];             /*   the token of "Bearer <token>" (not NUL-terminated), */
+    size_t bearer_len;            /*   0 for any other value */
     serve_stats *stats;           /* whose metrics it counts in (routing sets a model's) */
 } serve_request;
 
@@ -139,9 +151,10 @@ struct serve_stats {
     atomic_llong waiting;         /* in a batch (its loop runs it, then answers): both gauges */
     serve_histogram queue_duration, compute_duration, batch_size;
     uint64_t inferences, batches, rejected_full, rejected_deadline;
+    uint64_t loads_ok, loads_error; /* versions of this model loaded, or that failed to (lunet_server_count_load) */
 };
 
-/* The stats of label, made on first use (NULL when out of memory). */
+/* The stats of label, made on first use (NULL when out of memory); from any thread. */
 serve_stats *serve_stats_for(serve_server *s, const char *label);
 /* An answered request. */
 void serve_stats_request(serve_server *s, serve_stats *st, int status, double seconds);
@@ -155,11 +168,14 @@ void serve_stats_free(serve_server *s);
 
 /* ---- models (models.c) ---------------------------------------------------------------------- */
 
+#define SERVE_MAX_LABELS 8
+
 typedef struct serve_model {
-    struct serve_model *next;     /* the server's list, in the order added */
     char name[64];
     int64_t version;
     char version_text[24];
+    char labels[SERVE_MAX_LABELS][64]; /* other names of this version ("stable") */
+    int n_labels;
     infer_tensor_info input, output;
     char input_name[64], output_name[64];
     lunet_model **graphs;         /* one per loop */
@@ -167,14 +183,57 @@ typedef struct serve_model {
     int max_batch_size, max_queue_size;
     int64_t max_queue_delay_us;
     serve_stats *stats;
+    atomic_int parts_alive;       /* loops whose graph and batch are not freed yet */
 } serve_model;
 
-/* The model of that name and version (version 0: the newest), or NULL. */
-serve_model *serve_model_find(serve_server *s, const char *name, size_t name_len, int64_t version);
+/* A bearer token and its scopes (LUNET_SCOPE_*). */
+typedef struct serve_token {
+    char *secret;
+    size_t len;
+    unsigned scopes;
+} serve_token;
+
+/* What the server serves, as one value: published whole by the control thread, never changed
+ * after, read by the loops without a lock (see the top of this file). */
+typedef struct serve_table {
+    serve_model **models;         /* in the order added */
+    int n;
+    bool auth;                    /* tokens are required (lunet_server_set_tokens) */
+    serve_token *tokens;          /* owned by the table */
+    int n_tokens;
+    struct serve_table *next;     /* the table published after this one */
+    atomic_int holders;           /* loops that have not moved past it */
+} serve_table;
+
+/* The model of that name and version (version 0 and no label: the newest) in t, or NULL; a
+ * version may be given by one of its labels instead. */
+serve_model *serve_model_find(const serve_table *t, const char *name, size_t name_len, int64_t version,
+                              const char *label, size_t label_len);
 /* OIP model metadata, and TF Serving's model status (version 0: every version). */
-bool serve_model_metadata(serve_server *s, const serve_model *m, serve_buf *out);
-bool serve_model_status(serve_server *s, const char *name, size_t name_len, int64_t version, serve_buf *out);
+bool serve_model_metadata(const serve_table *t, const serve_model *m, serve_buf *out);
+bool serve_model_status(const serve_table *t, const char *name, size_t name_len, int64_t version, serve_buf *out);
+/* The repository index (Triton's repository extension): every version served. */
+bool serve_model_index(const serve_table *t, serve_buf *out);
+/* A copy of t to publish, with room for `extra` more models (NULL when out of memory). */
+serve_table *serve_table_copy(const serve_table *t, int extra);
+/* Frees a table (not its models). */
+void serve_table_free(serve_table *t);
+/* Makes t the table the loops serve (the control thread only); the server owns it after. */
+void serve_table_publish(serve_server *s, serve_table *t);
+/* Moves loop l to the newest table (on l's thread, or after it ended), retiring on the way
+ * the models each table dropped. */
+void serve_loop_adopt(serve_loop *l);
+/* Loop `index` is done with model m's part (its batch is empty): frees it, and m with the
+ * last part. */
+void serve_model_part_free(serve_model *m, int index);
+/* Frees every table and model (no loop runs). */
 void serve_models_free(serve_server *s);
+
+/* ---- auth (auth.c) ---------------------------------------------------------------------------- */
+
+/* Whether request r may go on to a route that needs `scope` (0: a health path); when not, it
+ * has been answered 401 or 403. */
+bool serve_authorized(const serve_table *t, serve_conn *c, unsigned scope);
 
 /* ---- batches (batches.c) -------------------------------------------------------------------- */
 
@@ -199,6 +258,7 @@ struct serve_batch {
     void *in, *out;               /* (rows, input count), (rows, output count) in the graph's dtype */
     size_t in_cap, out_cap;
     double *queue_s;              /* each request's time in the batch, for the metrics */
+    bool retired;                 /* the loop's table dropped the model: free after running */
 };
 
 /* Decodes connection c's inference request for model m into m's batch on c's loop, or answers
@@ -221,15 +281,16 @@ struct serve_loop {
     serve_server *server;
     int index;
     uv_loop_t loop;
-    uv_thread_t thread;           /* loops 1 and up; loop 0 runs on lunet_server_run's thread */
+    uv_thread_t thread;
     bool thread_started, stopped;
-    uv_async_t wake;              /* connections handed over, or stop */
+    serve_table *table;           /* what this loop serves (serve_loop_adopt moves it on) */
+    uv_async_t wake;              /* connections handed over, a new table, or stop */
     uv_check_t after_poll;        /* runs the batches a pass read */
     uv_timer_t delay;             /* for batches held back by max_queue_delay_us */
     uv_mutex_t inbox_lock;        /* guards inbox and stop_asked */
     uv_os_sock_t *inbox;          /* accepted sockets handed to this loop */
     int inbox_len, inbox_cap;
-    bool stop_asked, wind_down_asked;
+    bool stop_asked, wind_down_asked, adopt_asked;
     serve_conn *conns;            /* open connections, linked through serve_conn.next */
     serve_batch *waiting;         /* batches holding requests */
     int answering;                /* > 0 while a batch's answers go out: conn_respond defers */
@@ -241,10 +302,12 @@ struct serve_loop {
 bool serve_loop_init(serve_loop *l, serve_server *s, int index);
 /* Gives l an accepted socket (from any thread): l opens a connection for it. */
 void serve_loop_give(serve_loop *l, uv_os_sock_t fd);
-/* Runs l on a new thread (loops 1 and up). */
+/* Runs l on a new thread. */
 bool serve_loop_start_thread(serve_loop *l);
 /* Asks l to stop (from any thread): it closes its connections and handles, and its uv_run ends. */
 void serve_loop_ask_stop(serve_loop *l);
+/* Asks l (from any thread) to move to the newest table. */
+void serve_loop_ask_adopt(serve_loop *l);
 /* Asks l (from any thread) to wind down its connections: idle ones get a second to close. */
 void serve_loop_ask_wind_down(serve_loop *l);
 /* On l's thread: the wind-down itself. */
@@ -280,18 +343,39 @@ struct lunet_server {
     int max_connections;
     atomic_int connections;
     atomic_bool stopping;
-    bool running, quiet;
+    bool started, quiet;
     int port;
     uint32_t id_prefix;           /* starts the request ids the server makes up: unique per run */
-    serve_model *models;
     serve_stats *stats, *other_stats, *unknown_stats;
-    uv_mutex_t metrics_lock;
+    uv_mutex_t metrics_lock;      /* the stats, and the list of them */
+    uv_mutex_t table_lock;        /* guards table (the newest) and each table's next */
+    serve_table *table;
+    bool protect_health;          /* lunet_server_options.protect_health */
+    /* The control thread's (control.c): */
+    uv_loop_t control;
+    bool control_ready;
+    uv_async_t loop_ended;        /* a loop's thread ended (the last: the server stopped) */
+    atomic_int loops_running;
+    uv_signal_t sighup;
+    uv_timer_t settle, wait_timer;
+    struct serve_watch *watches;  /* the paths lunet_server_watch watches */
+    unsigned events;              /* what lunet_server_wait has to report, a bit per event */
 };
 
 /* A connection closed: while winding down, the last one stops the server. */
 void serve_connection_closed(serve_server *s);
 /* An answered request: its metrics, and a JSON access-log line on stdout. */
 void serve_answered(serve_server *server, const serve_request *r, int status);
+/* Stops the server (loop 0's thread, or any thread when no loop runs). */
+void serve_stop_now(serve_server *s);
+/* Control (control.c): sets up (false, with lunet_last_error, when it cannot) and frees the
+ * control thread's loop and handles. */
+bool serve_control_init(serve_server *s);
+void serve_control_close(serve_server *s);
+/* On a loop's thread as it ends: tells the control thread. */
+void serve_control_loop_ended(serve_server *s);
+/* SIGHUP (its handle is the control loop's; lunet_server_start starts it). */
+void serve_control_on_hangup(uv_signal_t *h, int signum);
 /* The reason phrase of an HTTP status. */
 const char *serve_status_text(int status);
 

@@ -138,9 +138,8 @@ static void listener_closed(uv_handle_t *h) {
     s->listen_fd = -1;
 }
 
-/* Stops the server (on loop 0's thread, or any thread when no loop runs): no more accepting,
- * every loop closes its connections, and the loops' uv_run return. */
-static void stop_now(serve_server *s) {
+/* No more accepting, every loop closes its connections, and the loops' uv_run return. */
+void serve_stop_now(serve_server *s) {
     if (s->stopping) return;
     s->stopping = true;
     if (!uv_is_closing((uv_handle_t *)&s->listener)) uv_close((uv_handle_t *)&s->listener, listener_closed);
@@ -153,7 +152,7 @@ static void stop_now(serve_server *s) {
     for (int i = 1; i < s->loops_ready; i++) serve_loop_ask_stop(&s->loops[i]);
 }
 
-static void on_stop(uv_async_t *h) { stop_now(h->data); }
+static void on_stop(uv_async_t *h) { serve_stop_now(h->data); }
 
 void serve_connection_closed(serve_server *s) {
     if (atomic_load(&s->winding_down) && atomic_load(&s->connections) == 0 && !atomic_load(&s->stopping))
@@ -164,7 +163,7 @@ static void on_shutdown_timeout(uv_timer_t *t) {
     serve_server *s = t->data;
     if (!s->quiet) fprintf(stderr, "lunet: the shutdown timeout passed; closing %d connections\n",
                            atomic_load(&s->connections));
-    stop_now(s);
+    serve_stop_now(s);
 }
 
 /* The drain delay is over: no more connections; the open ones close after their next answer
@@ -177,18 +176,18 @@ static void wind_down(uv_timer_t *t) {
     serve_loop_wind_down(&s->loops[0]);
     for (int i = 1; i < s->threads; i++) serve_loop_ask_wind_down(&s->loops[i]);
     if (atomic_load(&s->connections) == 0) {
-        stop_now(s);
+        serve_stop_now(s);
         return;
     }
     if (s->shutdown_timeout_ms > 0) uv_timer_start(&s->drain_timer, on_shutdown_timeout, (uint64_t)s->shutdown_timeout_ms, 0);
-    else stop_now(s);
+    else serve_stop_now(s);
 }
 
 /* The first SIGTERM or SIGINT drains; a second stops at once. */
 static void on_signal(uv_signal_t *h, int signum) {
     serve_server *s = h->data;
     if (atomic_load(&s->draining) || s->stopping) {
-        stop_now(s);
+        serve_stop_now(s);
         return;
     }
     atomic_store(&s->draining, true);
@@ -209,7 +208,10 @@ static lunet_status create_failed(serve_server *s) {
     for (int i = 0; i < s->loops_ready; i++) serve_loop_close(&s->loops[i]);
     if (s->listen_fd >= 0) close(s->listen_fd);
     serve_stats_free(s);
+    serve_control_close(s);
     uv_mutex_destroy(&s->metrics_lock);
+    uv_mutex_destroy(&s->table_lock);
+    free(s->table);
     free(s->loops);
     free(s);
     return lunet__fail(LUNET_ERR_IO, "%s", reason);
@@ -234,12 +236,17 @@ lunet_status lunet_server_create(lunet_server **out, const lunet_server_options 
     s->drain_delay_ms = o->drain_delay_ms < 0 ? 0 : o->drain_delay_ms ? o->drain_delay_ms : 5000;
     s->shutdown_timeout_ms = o->shutdown_timeout_ms < 0 ? 0 : o->shutdown_timeout_ms ? o->shutdown_timeout_ms : 25000;
     s->id_prefix = (uint32_t)(uv_hrtime() ^ ((uint64_t)uv_os_getpid() << 16)); /* differs between runs */
+    s->protect_health = o->protect_health;
     s->listen_fd = -1;
     uv_mutex_init(&s->metrics_lock);
+    uv_mutex_init(&s->table_lock);
+    bool control = serve_control_init(s);
     s->loops = calloc((size_t)s->threads, sizeof *s->loops);
+    s->table = calloc(1, sizeof *s->table);
     s->other_stats = serve_stats_for(s, "");
     s->unknown_stats = serve_stats_for(s, "_unknown");
-    if (!s->loops || !s->other_stats || !s->unknown_stats) {
+    if (!control) return create_failed(s);
+    if (!s->loops || !s->table || !s->other_stats || !s->unknown_stats) {
         lunet__nomem("serve");
         return create_failed(s);
     }
@@ -264,37 +271,51 @@ int lunet_server_port(const lunet_server *s) { return s->port; }
 
 int lunet_server_threads(const lunet_server *s) { return s->threads; }
 
-lunet_status lunet_server_run(lunet_server *s) {
-    if (s->running || s->stopping) return lunet__fail(LUNET_ERR_ARG, "serve: the server has stopped; create another");
-    s->running = true;
+lunet_status lunet_server_start(lunet_server *s) {
+    if (s->started || s->stopping) return lunet__fail(LUNET_ERR_ARG, "serve: the server has run already; create another");
+    s->started = true;
     uv_poll_start(&s->listener, UV_READABLE, on_acceptable);
     uv_signal_start(&s->sigterm, on_signal, SIGTERM);
     uv_signal_start(&s->sigint, on_signal, SIGINT);
-    lunet_status status = LUNET_OK;
-    for (int i = 1; i < s->threads; i++) {
-        if (!serve_loop_start_thread(&s->loops[i])) {
-            status = LUNET_ERR_IO;
-            stop_now(s);
-            break;
-        }
+    uv_signal_start(&s->sighup, serve_control_on_hangup, SIGHUP);
+    for (int i = 0; i < s->threads; i++) s->loops[i].table = s->table;
+    atomic_store(&s->loops_running, s->threads);
+    for (int i = 0; i < s->threads; i++) {
+        if (serve_loop_start_thread(&s->loops[i])) continue;
+        char reason[512];
+        snprintf(reason, sizeof reason, "%s", lunet_last_error());
+        atomic_fetch_sub(&s->loops_running, s->threads - i);
+        if (i == 0) serve_stop_now(s); /* no loop runs */
+        else lunet_server_stop(s);     /* loop 0 stops the others */
+        return lunet__fail(LUNET_ERR_IO, "%s", reason);
     }
-    lunet_set_thread_num_threads(1); /* loop 0 is one of the loops */
-    uv_run(&s->loops[0].loop, UV_RUN_DEFAULT);
-    lunet_set_thread_num_threads(0);
-    for (int i = 1; i < s->threads; i++) serve_loop_join(&s->loops[i]);
-    return status;
+    return LUNET_OK;
+}
+
+lunet_status lunet_server_run(lunet_server *s) {
+    lunet_status st = lunet_server_start(s);
+    lunet_server_event event = LUNET_SERVER_TIMEOUT;
+    while (event != LUNET_SERVER_STOPPED && lunet_server_wait(s, -1, &event) == LUNET_OK) continue;
+    return st;
 }
 
 void lunet_server_stop(lunet_server *s) { uv_async_send(&s->stop); }
 
 void lunet_server_free(lunet_server *s) {
     if (!s) return;
-    stop_now(s); /* a server never run still holds its handles */
+    if (s->started) { /* still running: stop it, and wait for its loops */
+        lunet_server_stop(s);
+        lunet_server_event event = LUNET_SERVER_TIMEOUT;
+        while (event != LUNET_SERVER_STOPPED && lunet_server_wait(s, -1, &event) == LUNET_OK) continue;
+    }
+    serve_stop_now(s); /* a server never run still holds its handles */
     for (int i = 0; i < s->loops_ready; i++) serve_loop_close(&s->loops[i]);
     if (s->listen_fd >= 0) close(s->listen_fd);
     serve_models_free(s);
     serve_stats_free(s);
+    serve_control_close(s);
     uv_mutex_destroy(&s->metrics_lock);
+    uv_mutex_destroy(&s->table_lock);
     free(s->loops);
     free(s);
 }
