@@ -5,7 +5,10 @@
 #   make test       install missing Debian packages, build, run the C tests, the same tests
 #                   under AddressSanitizer + UndefinedBehaviorSanitizer, a valgrind leak check,
 #                   and the busted specs
-#   make demo       install missing Debian packages, build, run the demo
+#   make demo       install missing Debian packages, build, run the demo into build/demo/: train,
+#                   evaluate, quantize to int8 and export to ONNX a Fashion-MNIST MLP and write both
+#                   models into a model repository (examples/demo.lua), then serve them, ask each
+#                   about a test image over HTTP and stop the server (examples/demo_serve.lua)
 #   make fuzz       libFuzzer with ASan + UBSan on the safetensors loader, the server's
 #                   inference bodies and its HTTP request handling, FUZZ_SECONDS (600) each;
 #                   FUZZ_TARGETS picks some (see "fuzzing" below)
@@ -172,7 +175,8 @@ test: deps onnxruntime
 
 demo: deps
 	@$(MAKE) --no-print-directory all
-	$(LUA) examples/demo.lua
+	$(LUA) examples/demo.lua build/demo
+	$(LUA) examples/demo_serve.lua build/demo
 
 # The rockspec path, exercised in a throwaway tree: installs, then loads the module and runs
 # the installed lunet command from another directory.

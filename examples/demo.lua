@@ -1,10 +1,25 @@
--- What `make demo` runs: a short tour of tensors and autograd, then a Fashion-MNIST model
--- trained, evaluated and plotted.
+-- The first half of `make demo`: a short tour of tensors and autograd, then a Fashion-MNIST
+-- MLP trained, evaluated, plotted, quantized to int8 and exported to ONNX, and both models
+-- written into a model repository that examples/demo_serve.lua serves over HTTP.
 --
---   lua5.4 examples/demo.lua
+--   lua5.4 examples/demo.lua [dir=build/demo]
+--
+-- Writes into dir: curves.svg, fashion_mlp.onnx, fashion_mlp_int8.onnx and the repository
+-- models/fashion_mlp/1/model.safetensors, models/fashion_mlp_int8/1/model.safetensors.
 local lunet = require("lunet")
 local nn, optim, data, metrics = lunet.nn, lunet.optim, lunet.data, lunet.metrics
 lunet.manual_seed(0)
+
+local dir = arg[1] or "build/demo"
+local function quoted(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local function make_directory(path) assert(os.execute("mkdir -p " .. quoted(path))) end
+local function file_size(path)
+  local f = assert(io.open(path, "rb"))
+  local size = f:seek("end")
+  f:close()
+  return size
+end
+make_directory(dir)
 
 print("lunet " .. lunet.version)
 print("\n-- tensors")
@@ -51,5 +66,27 @@ local history = model:fit(train, {
 local results = model:evaluate(test)
 print("test: " .. tostring(results))
 print(metrics.format_confusion(results.confusion, train.classes))
-history:plot("demo_curves.svg", { title = "Fashion-MNIST MLP" })
-print("wrote demo_curves.svg (loss and accuracy per epoch, training and validation)")
+history:plot(dir .. "/curves.svg", { title = "Fashion-MNIST MLP" })
+print("wrote " .. dir .. "/curves.svg (loss and accuracy per epoch, training and validation)")
+
+print("\n-- int8 quantization (static, min-max calibration on 512 training images)")
+local int8_model = lunet.quantize(model, { calibration = train:subset(1, 512) })
+local int8_results = int8_model:evaluate(test)
+print(string.format("test accuracy: fp32 %.2f%%, int8 %.2f%% (%+.2f points)", 100 * results.accuracy,
+  100 * int8_results.accuracy, 100 * (int8_results.accuracy - results.accuracy)))
+
+local named = { { model, "fashion_mlp" }, { int8_model, "fashion_mlp_int8" } }
+print("\n-- ONNX export (opset 13, input \"input\" [batch,1,28,28], output \"output\" [batch,10])")
+for _, m in ipairs(named) do
+  local path, size = lunet.onnx.export(m[1], dir .. "/" .. m[2] .. ".onnx", { input_shape = { 1, 1, 28, 28 } })
+  print(string.format("wrote %s (%.1f KiB)", path, size / 1024))
+end
+
+print("\n-- model repository (<name>/<version>/model.safetensors, what the server loads)")
+for _, m in ipairs(named) do
+  local version_dir = string.format("%s/models/%s/1", dir, m[2])
+  make_directory(version_dir)
+  -- fit recorded the input shape and the class names; the file keeps them for the server
+  local path = m[1]:save(version_dir .. "/model.safetensors")
+  print(string.format("wrote %s (%.1f KiB)", path, file_size(path) / 1024))
+end
