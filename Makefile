@@ -49,7 +49,7 @@ ASAN_BIN   := $(TEST_SRC:core/tests/%.c=build/asan/tests/%)
 DEB_PACKAGES := gcc make pkg-config lua5.4 liblua5.4-dev libopenblas-dev libdnnl-dev libuv1-dev libhttp-parser-dev \
                 zlib1g-dev curl lua-cjson lua-filesystem lua-socket \
                 lua-busted lua-check lua-expat luarocks valgrind dataset-fashion-mnist \
-                python3-onnx python3-torch nodejs
+                python3-onnx python3-torch nodejs prometheus
 
 .PHONY: all deps onnxruntime test ctest ctest-asan valgrind-check spec spec-asan lint fuzz demo install install-rock uninstall clean check-rock
 

@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Shell functions the serving benchmarks share (bench/serve.sh, bench/serve_memory.sh): source
+# Shell functions the serving benchmarks share (bench/serve*.sh): source
 # it after setting WORK (the scratch directory), KEEP_WORK, LUNET_PORT, LUNET_THREADS and
 # START_TIMEOUT.
 # A server started here is in SERVER_PID, reachable at BASE_URL.
@@ -44,8 +44,9 @@ stop_server() {
 }
 
 # The EXIT trap: stops the server, removes WORK (kept when the script failed, or KEEP_WORK=1).
+# cleanup STATUS does the same from another EXIT trap that saved the exit status first.
 cleanup() {
-  local status=$?
+  local status=${1:-$?}
   stop_server
   if [ -n "$WORK" ]; then
     if [ "$status" -ne 0 ] || [ "$KEEP_WORK" = 1 ]; then
