@@ -257,6 +257,10 @@ describe("bearer tokens", function()
     status = server:post("/v2/models/m/infer", body(1), "-H 'Authorization: Basic dXNlcjpwYXNz'")
     assert.are.equal(401, status)
     assert.are.equal(401, (ask("/v2/models/unknown", nil)))
+    -- A token longer than any allowed, and one that is a valid token's prefix.
+    assert.are.equal(401, (ask("/v2/models/m/infer", string.rep("x", 400), true)))
+    assert.are.equal(401, (ask("/v2/models/m/infer", "infer-token-012345678", true)))
+    assert.are.equal(200, (ask("/v2/health/live")))
   end)
 
   it("answers 403 for a token without the route's scope, 200 with it", function()
