@@ -212,6 +212,46 @@ describe("a watched model repository", function()
   end)
 end)
 
+describe("a version removed while a request waits in its batch", function()
+  local repo, server
+  local models = { mlp(31), mlp(32) }
+  setup(function()
+    repo = scratch_dir()
+    roll_out(repo, "slow", 1, models[1])
+    -- Batches wait 1.5 s for company, so the request below is still waiting when its version goes.
+    harness.write_file(repo .. "/slow/config.lua", "return {max_queue_delay_us = 1500000}")
+    server = harness.start(string.format("{host = '127.0.0.1', port = 0, threads = 2, models = %q, "
+      .. "drain_delay_ms = 0, poll_ms = 60000, quiet = true}", repo))
+  end)
+  teardown(function()
+    if server then server:stop() end
+    os.execute("rm -rf " .. repo)
+  end)
+
+  it("is answered by that version, which is freed afterwards", function()
+    local work = scratch_dir()
+    harness.write_file(work .. "/request", body(5))
+    os.execute(string.format("(env -u LD_PRELOAD curl -s -m 30 -o %s/answer -w '%%{http_code}' --data-binary @%s/request "
+      .. "%s > %s/code; touch %s/done) &", work, work, server:url("/v2/models/slow/versions/1/infer"), work, work))
+    os.execute("sleep 0.3")
+    roll_out(repo, "slow", 2, models[2])
+    os.execute("rm -rf " .. repo .. "/slow/1")
+    assert.is_true(eventually(10, function()
+      local _, meta = server:curl(server:url("/v2/models/slow"))
+      local ok, decoded = pcall(cjson.decode, meta)
+      return ok and #decoded.versions == 1 and decoded.versions[1] == "2"
+    end), "version 1 was not unloaded")
+    assert.is_nil(io.open(work .. "/done"), "the request was answered before its version was unloaded")
+    assert.is_true(eventually(10, function() return io.open(work .. "/done") ~= nil end))
+    assert.are.equal("200", harness.read_file(work .. "/code"))
+    local answer = cjson.decode(harness.read_file(work .. "/answer"))
+    assert.are.equal("1", answer.model_version)
+    assert_close(expected(models[1], 5), answer.outputs[1].data)
+    os.execute("rm -rf " .. work)
+    assert.are.equal(404, (server:post("/v2/models/slow/versions/1/infer", body(5))))
+  end)
+end)
+
 describe("bearer tokens", function()
   local repo, tokens, server
   local model = mlp(21)

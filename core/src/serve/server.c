@@ -303,11 +303,9 @@ void lunet_server_stop(lunet_server *s) { uv_async_send(&s->stop); }
 
 void lunet_server_free(lunet_server *s) {
     if (!s) return;
-    if (s->started) { /* still running: stop it, and wait for its loops */
-        lunet_server_stop(s);
-        lunet_server_event event = LUNET_SERVER_TIMEOUT;
-        while (event != LUNET_SERVER_STOPPED && lunet_server_wait(s, -1, &event) == LUNET_OK) continue;
-    }
+    if (s->started && atomic_load(&s->loops_running) > 0) lunet_server_stop(s); /* still running */
+    lunet_server_event event = LUNET_SERVER_TIMEOUT; /* waits for the loops and joins their threads */
+    while (s->started && event != LUNET_SERVER_STOPPED && lunet_server_wait(s, -1, &event) == LUNET_OK) continue;
     serve_stop_now(s); /* a server never run still holds its handles */
     for (int i = 0; i < s->loops_ready; i++) serve_loop_close(&s->loops[i]);
     if (s->listen_fd >= 0) close(s->listen_fd);
