@@ -120,7 +120,9 @@ check() { # check OK|FAIL what
     FAILURES+=("$2")
   fi
 }
+VERDICT_SAID=0
 die() {
+  VERDICT_SAID=1
   say "dockerfile_steps: FAIL ($*)"
   exit 1
 }
@@ -143,6 +145,9 @@ stop_server() {
 cleanup() {
   local status=$?
   stop_server
+  if [ "$status" -ne 0 ] && [ "$VERDICT_SAID" = 0 ]; then
+    say "dockerfile_steps: FAIL (stopped with status $status; the output above says where)"
+  fi
   if [ -n "$SCRATCH" ] && [ -d "$SCRATCH" ]; then
     if [ "${KEEP_WORK:-0}" = 1 ]; then
       say "kept $SCRATCH"
@@ -218,14 +223,18 @@ EOF
   say "  -> $(chroot "$base" dpkg-query -W -f='.\n' | wc -l) packages, $(du -sh "$base" | cut -f1), $(($(now_ms) - started)) ms"
 }
 
-# setpriv's arguments for a USER value (name or uid, optionally :group), one a line; empty for root.
+# setpriv's arguments for a USER value (name or uid, optionally :group), one a line; empty for
+# root.  Returns 1 for a USER it cannot emulate (callers die: it runs in a command substitution).
 priv_for() {
   local spec=$1 root=$2 user group uid gid
   user=${spec%%:*}
   group=""
   [[ $spec == *:* ]] && group=${spec#*:}
   if [ -z "$user" ] || [ "$user" = root ] || [ "$user" = 0 ]; then
-    [ -z "$group" ] || [ "$group" = root ] || [ "$group" = 0 ] || die "USER $spec: a root user with another group is not emulated"
+    if [ -n "$group" ] && [ "$group" != root ] && [ "$group" != 0 ]; then
+      echo "USER $spec: a root user with another group is not emulated" >&2
+      return 1
+    fi
     return 0
   fi
   if [[ $user =~ ^[0-9]+$ ]]; then
@@ -234,7 +243,10 @@ priv_for() {
     printf -- '--reuid=%s\n--regid=%s\n--clear-groups\n' "$uid" "${gid:-0}"
   else
     gid=${group:-$(awk -F: -v u="$user" '$1 == u { print $4 }' "$root/etc/passwd")}
-    [ -n "$gid" ] || die "USER $spec: no such user in the stage"
+    if [ -z "$gid" ]; then
+      echo "USER $spec: no such user in the stage" >&2
+      return 1
+    fi
     printf -- '--reuid=%s\n--regid=%s\n--init-groups\n' "$user" "$gid"
   fi
 }
@@ -252,11 +264,13 @@ env_for() {
 
 # Runs ARGV in ROOT as USER_SPEC in WORKDIR: unshare [extra flags] -- ... (blocking).
 in_root() { # in_root "unshare flags" "enter opts" argv...
-  local flags=$1 opts=$2
+  local flags=$1 opts=$2 priv env
   shift 2
+  priv=$(priv_for "$USER_SPEC" "$ROOT") || die "line $LINE: USER $USER_SPEC cannot be emulated"
+  env=$(env_for "$USER_SPEC" "$ROOT")
   # shellcheck disable=SC2086 # flags are words
-  ENTER_ROOT=$ROOT ENTER_OPTS=$opts ENTER_PRIV=$(priv_for "$USER_SPEC" "$ROOT") ENTER_WORKDIR=$WORKDIR \
-    ENTER_ENV=$(env_for "$USER_SPEC" "$ROOT") unshare $flags -- bash "$SELF" __enter "$@"
+  ENTER_ROOT=$ROOT ENTER_OPTS=$opts ENTER_PRIV=$priv ENTER_WORKDIR=$WORKDIR ENTER_ENV=$env \
+    unshare $flags -- bash "$SELF" __enter "$@"
 }
 
 as_argv() { # as_argv form words...: the argv Docker runs for a shell or exec form
@@ -604,7 +618,8 @@ EOF
   USER_SPEC=""
   ran "chroot $ROOT lua5.4 /out/setup.lua  (cwd $WORKDIR; $SCRATCH/out bind-mounted at /out)"
   mkdir -p "$ROOT/out"
-  in_root "--mount --pid --fork --kill-child" "proc dev bind:$SCRATCH/out:/out:rw" lua5.4 /out/setup.lua 2>&1 | sed 's/^/    /'
+  in_root "--mount --pid --fork --kill-child" "proc dev bind:$SCRATCH/out:/out:rw" lua5.4 /out/setup.lua 2>&1 |
+    sed 's/^/    /' || true # judged by the files it writes, just below
   rmdir "$ROOT/out"
   USER_SPEC=$saved_user
   MODELS=$SCRATCH/out/models
@@ -616,7 +631,7 @@ EOF
   local port=${EXPOSE[0]%/*} t0 code
   local -a argv=("${ENTRYPOINT[@]}" "${CMD[@]}")
   RUN_USER=$USER_SPEC
-  RUN_PRIV=$(priv_for "$RUN_USER" "$ROOT")
+  RUN_PRIV=$(priv_for "$RUN_USER" "$ROOT") || die "USER $RUN_USER cannot be emulated"
   say ""
   say "== docker run -v models:/models:ro: ENTRYPOINT + CMD as USER ${RUN_USER:-root}, PID 1 of new mount, PID and network namespaces"
   ran "chroot $ROOT setpriv $(tr '\n' ' ' <<<"$RUN_PRIV")env -i -C $WORKDIR ... $(quoted "${argv[@]}")"
@@ -752,6 +767,7 @@ EOF
   if [ ${#FAILURES[@]} -eq 0 ]; then
     say "dockerfile_steps: PASS ($CHECKS checks, $((($(now_ms) - started) / 1000)) s)"
   else
+    VERDICT_SAID=1
     say "dockerfile_steps: FAIL (${#FAILURES[@]} of $CHECKS checks: ${FAILURES[*]})"
     exit 1
   fi
