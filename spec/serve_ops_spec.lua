@@ -212,6 +212,24 @@ describe("a watched model repository", function()
   end)
 end)
 
+describe("a repository the system cannot watch", function()
+  it("is kept in step by polling", function()
+    local repo = scratch_dir()
+    local models = { mlp(41), mlp(42) }
+    roll_out(repo, "polled", 1, models[1])
+    local server = harness.start(string.format("{host = '127.0.0.1', port = 0, threads = 2, models = %q, "
+      .. "drain_delay_ms = 0, poll_ms = 200, watch = false, quiet = true}", repo))
+    roll_out(repo, "polled", 2, models[2])
+    local switched = eventually(10, function()
+      local status, text = server:post("/v2/models/polled/infer", body(6))
+      return status == 200 and cjson.decode(text).model_version == "2"
+    end)
+    server:stop()
+    os.execute("rm -rf " .. repo)
+    assert.is_true(switched, "polling did not find version 2")
+  end)
+end)
+
 describe("a version removed while a request waits in its batch", function()
   local repo, server
   local models = { mlp(31), mlp(32) }

@@ -19,8 +19,9 @@
 -- the batching defaults max_batch_size (64; 1 turns batching off), max_queue_delay_us (0: no
 -- wait), max_queue_size (1024), poll_ms (how often the repository and token file are looked at
 -- besides when the system says they changed: 2000), token_file (bearer tokens, lunet.token_file;
--- read again on SIGHUP and when it changes), protect_health (the health paths need a token
--- too), and on_listen(port) (else a line "lunet: listening on http://HOST:PORT" on stdout).
+-- read again on SIGHUP and when it changes), watch (false: only look every poll_ms, as when the
+-- system cannot report changes), protect_health (the health paths need a token too), and
+-- on_listen(port) (else a line "lunet: listening on http://HOST:PORT" on stdout).
 local core = require("lunet.core")
 local compile = require("lunet.compile")
 local model_file = require("lunet.model_file")
@@ -35,7 +36,7 @@ local known = {
   idle_timeout_ms = "number", quiet = "boolean", on_listen = "function", threads = "number",
   models = { string = true, table = true }, max_batch_size = "number", max_queue_delay_us = "number",
   max_queue_size = "number", drain_delay_ms = "number", shutdown_timeout_ms = "number", poll_ms = "number",
-  token_file = "string", protect_health = "boolean",
+  token_file = "string", protect_health = "boolean", watch = "boolean",
 }
 
 local function check_options(options)
@@ -134,6 +135,7 @@ function M.serve(options)
     on_listen(server:port())
     local watched
     local function watch()
+      if options.watch == false then return end
       local paths = repo and repo:paths() or {}
       if options.token_file then paths[#paths + 1] = dir_of(options.token_file) end
       local key = table.concat(paths, "\0")
