@@ -206,7 +206,7 @@ static void header_done(serve_conn *c) {
         size_t skip = 7;
         while (bearer && skip < n && v[skip] == ' ') skip++;
         c->req.bearer_len = bearer && n - skip < sizeof c->req.bearer ? n - skip : 0;
-        memcpy(c->req.bearer, v + skip, c->req.bearer_len);
+        if (c->req.bearer_len) memcpy(c->req.bearer, v + skip, c->req.bearer_len);
         c->req.has_authorization = true;
     } else if (strcasecmp(c->field, "inference-header-content-length") == 0) {
         char *end;

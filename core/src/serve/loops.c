@@ -96,19 +96,19 @@ void serve_loop_ask_stop(serve_loop *l) {
     if (!asked) uv_async_send(&l->wake);
 }
 
-void serve_loop_ask_adopt(serve_loop *l) {
+/* Raises *flag in l's inbox and wakes l, unless l is stopping (its wake handle may be closed;
+ * a stopped loop is moved to the newest table when the server is freed). */
+static void ask(serve_loop *l, bool *flag) {
     uv_mutex_lock(&l->inbox_lock);
-    l->adopt_asked = true;
+    bool send = !l->stop_asked;
+    *flag = true;
     uv_mutex_unlock(&l->inbox_lock);
-    uv_async_send(&l->wake);
+    if (send) uv_async_send(&l->wake);
 }
 
-void serve_loop_ask_wind_down(serve_loop *l) {
-    uv_mutex_lock(&l->inbox_lock);
-    l->wind_down_asked = true;
-    uv_mutex_unlock(&l->inbox_lock);
-    uv_async_send(&l->wake);
-}
+void serve_loop_ask_adopt(serve_loop *l) { ask(l, &l->adopt_asked); }
+
+void serve_loop_ask_wind_down(serve_loop *l) { ask(l, &l->wind_down_asked); }
 
 void serve_loop_wind_down(serve_loop *l) {
     for (serve_conn *c = l->conns, *next; c; c = next) {
@@ -120,6 +120,9 @@ void serve_loop_wind_down(serve_loop *l) {
 void serve_loop_stop(serve_loop *l) {
     if (l->stopped) return;
     l->stopped = true;
+    uv_mutex_lock(&l->inbox_lock); /* no thread wakes it from now on */
+    l->stop_asked = true;
+    uv_mutex_unlock(&l->inbox_lock);
     while (l->conns) conn_close(l->conns);
     while (l->to_feed) conn_feed_later(l); /* closing: only taken off the list */
     /* Requests waiting in batches are dropped: their connections are closing. */
