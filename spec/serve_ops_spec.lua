@@ -361,3 +361,25 @@ describe("bearer tokens", function()
     assert.are.equal(401, (ask("/v2/models/m/infer", "rotated-token-0123456789", true)))
   end)
 end)
+
+describe("lunet.serve failing after its server started", function()
+  it("stops the server, frees the port and raises the error", function()
+    local socket = require("socket")
+    local port, model = nil, mlp(51)
+    model.input_shape = { 1, 28, 28 }
+    local ok, problem = pcall(lunet.serve, {
+      host = "127.0.0.1", port = 0, threads = 2, quiet = true, models = { m = { [1] = model } },
+      on_listen = function(p)
+        port = p
+        error("on_listen failed", 0)
+      end,
+    })
+    assert.is_false(ok)
+    assert.are.equal("on_listen failed", problem)
+    assert.is_number(port)
+    local c = socket.tcp()
+    c:settimeout(2)
+    assert.is_nil(c:connect("127.0.0.1", port), "the port still accepts connections")
+    c:close()
+  end)
+end)
