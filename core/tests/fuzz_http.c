@@ -22,6 +22,12 @@
  *     response is); one that says "Connection: close" is the last (RFC 9112, 9.6);
  *   - every HEALTH_EVERY inputs, the server still answers GET /v2/health/live with 200.
  *
+ * What is served changes under the fuzzing, as hot reload and token rotation change it: every
+ * SWAP_EVERY inputs version 1 of "m" is replaced by a new copy (requests may be waiting in its
+ * batches: they finish on the old one, which is then freed), and every AUTH_EVERY inputs bearer
+ * tokens are turned on (scope infer; the seeds carry "Authorization: Bearer fuzz-token-...")
+ * or off again.
+ *
  * FUZZ_HTTP_PRINT=1 in the environment prints what came back for each input, which is what
  * one wants when replaying a saved one (build/fuzz/fuzz_http build/fuzz/artifacts/crash-...).
  *
@@ -64,6 +70,10 @@
         }                                                                                                    \
     } while (0)
 
+#define SWAP_EVERY 64
+#define AUTH_EVERY 256
+#define FUZZ_TOKEN "fuzz-token-0123456789"
+
 static lunet_server *server;
 static int port;
 static unsigned long inputs;
@@ -98,6 +108,25 @@ static lunet_model *small_model(void) {
     return m;
 }
 
+/* Serves (or replaces) version 1 of "m"; false with lunet_last_error when it cannot. */
+static bool serve_model_m(void) {
+    lunet_model *graphs[2] = {small_model(), small_model()};
+    lunet_server_model model = {.name = "m", .version = 1, .graphs = graphs, .max_batch_size = 4};
+    return lunet_server_add_model(server, &model) == LUNET_OK;
+}
+
+/* What is served changes now and then while the server runs (see the top of the file). */
+static void change_what_is_served(unsigned long input) {
+    if (input % SWAP_EVERY == SWAP_EVERY - 1)
+        FUZZ_REQUIRE(serve_model_m(), "replacing model m: %s", lunet_last_error());
+    if (input % AUTH_EVERY == AUTH_EVERY - 1) {
+        static const lunet_server_token token = {.token = FUZZ_TOKEN, .scopes = LUNET_SCOPE_INFER};
+        bool on = (input / AUTH_EVERY) % 2 == 0;
+        FUZZ_REQUIRE(lunet_server_set_tokens(server, on ? &token : NULL, on ? 1 : -1) == LUNET_OK, "tokens: %s",
+                     lunet_last_error());
+    }
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
@@ -115,9 +144,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
         .body_timeout_ms = 100,
         .idle_timeout_ms = 100,
     };
-    lunet_model *graphs[2] = {small_model(), small_model()};
-    lunet_server_model model = {.name = "m", .version = 1, .graphs = graphs, .max_batch_size = 4};
-    if (lunet_server_create(&server, &o) != LUNET_OK || lunet_server_add_model(server, &model) != LUNET_OK) {
+    if (lunet_server_create(&server, &o) != LUNET_OK || !serve_model_m()) {
         fprintf(stderr, "fuzz_http: cannot start the server: %s\n", lunet_last_error());
         exit(1);
     }
@@ -312,6 +339,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if ((size_t)n > max_responses(data, size)) dump(&reply, 0);
     FUZZ_REQUIRE((size_t)n <= max_responses(data, size), "%d responses to at most %zu requests", n,
                  max_responses(data, size));
-    if (inputs++ % HEALTH_EVERY == 0) check_health(&reply);
+    if (inputs % HEALTH_EVERY == 0) check_health(&reply);
+    change_what_is_served(inputs++);
     return 0;
 }

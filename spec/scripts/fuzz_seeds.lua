@@ -117,6 +117,13 @@ http_seed("expect_continue", post("/v2/models/m/infer", infer_json, "Expect: 100
 http_seed("binary", post("/v2/models/m/infer", binary_json .. string.pack("<ffff", 1, 2, 3, 4),
   "Content-Type: application/octet-stream\r\nInference-Header-Content-Length: " .. #binary_json .. "\r\n"))
 http_seed("unknown_model", post("/v2/models/nope/infer", "{}"))
+-- With tokens on (fuzz_http.c turns them on and off), and a wrong one.
+local bearer = "Authorization: Bearer fuzz-token-0123456789\r\n"
+http_seed("bearer_infer", post("/v2/models/m/infer", infer_json, bearer))
+http_seed("bearer_metrics", "GET /metrics HTTP/1.1\r\nHost: fuzz\r\n" .. bearer .. "\r\n")
+http_seed("bearer_wrong", post("/v1/models/m/labels/stable:predict", '{"instances":[[1,2,3,4]]}',
+  "Authorization: Bearer fuzz-token-0123456788\r\n"))
+http_seed("repository_index", post("/v2/repository/index", "{}", bearer))
 
 -- ---- dictionaries ---------------------------------------------------------------------------
 
@@ -139,7 +146,8 @@ local http_words = { "GET ", "POST ", "HEAD ", "PUT ", "DELETE ", " HTTP/1.1\r\n
   "Host: ", "Content-Length: ", "Transfer-Encoding: chunked\r\n", "Connection: close\r\n",
   "Connection: keep-alive\r\n", "Expect: 100-continue\r\n", "Inference-Header-Content-Length: ",
   "X-Request-Id: ", "/v2", "/v2/health/live", "/v2/health/ready", "/v2/models/", "/v1/models/", "/versions/",
-  "/ready", "/infer", ":predict", "/metrics", "?q=1", "0\r\n\r\n" }
+  "/ready", "/infer", ":predict", "/metrics", "?q=1", "0\r\n\r\n", "Authorization: Bearer ",
+  "fuzz-token-0123456789", "/labels/", "/v2/repository/index" }
 for _, word in ipairs(json_words) do http_words[#http_words + 1] = word end
 dictionary("http", http_words)
 
