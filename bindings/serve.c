@@ -14,10 +14,10 @@
  *     server:wait(timeout_ms)                  -- "stopped", "changed", "hangup" or "timeout"
  *     server:run()                             -- start, then wait until stopped
  *
- * options: host, port, max_connections, max_header_bytes, max_body_bytes, header_timeout_ms,
- * body_timeout_ms, idle_timeout_ms, quiet, threads, drain_delay_ms, shutdown_timeout_ms,
- * protect_health (lunet_server_options' names; 0 for the drain delays means none rather than
- * the default).  add_model hands the graphs to the server: they cannot be used from Lua
+ * options: host, port, max_connections, max_header_bytes, max_body_bytes, max_write_queue_bytes,
+ * header_timeout_ms, body_timeout_ms, idle_timeout_ms, quiet, threads, drain_delay_ms,
+ * shutdown_timeout_ms, protect_health (lunet_server_options' names; 0 for the drain delays means
+ * none rather than the default).  add_model hands the graphs to the server: they cannot be used from Lua
  * afterwards.
  */
 #include "binding.h"
@@ -63,6 +63,7 @@ static int f_server(lua_State *L) {
     o.max_connections = (int)int_field(L, 1, "max_connections");
     o.max_header_bytes = (size_t)int_field(L, 1, "max_header_bytes");
     o.max_body_bytes = (size_t)int_field(L, 1, "max_body_bytes");
+    o.max_write_queue_bytes = (size_t)int_field(L, 1, "max_write_queue_bytes");
     o.header_timeout_ms = (int)int_field(L, 1, "header_timeout_ms");
     o.body_timeout_ms = (int)int_field(L, 1, "body_timeout_ms");
     o.idle_timeout_ms = (int)int_field(L, 1, "idle_timeout_ms");

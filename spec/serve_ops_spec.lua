@@ -362,6 +362,43 @@ describe("bearer tokens", function()
   end)
 end)
 
+describe("pipelined requests, some broken, from a client that keeps its side open", function()
+  -- spec/data/http_pipelined_stall.bin is what the HTTP fuzzer sent when it found this: infer
+  -- requests among HEADs and broken requests, enough answers to fill the 4 KiB write queue.
+  -- Parsing then waits for writes, and goes on in a finished write's callback, which libuv runs
+  -- in the next pass's pending phase, before the poll.  An inference parsed there waited for
+  -- the poll to see another event before its batch ran: with the client waiting and its side
+  -- open, never (each of 4 tries timed out at 3 s).
+  it("are all answered, and the connection closes", function()
+    local repo = scratch_dir()
+    os.execute("mkdir -p " .. repo .. "/m/1")
+    nn.Sequential(nn.Linear(4, 2)):save(repo .. "/m/1/model.safetensors", { input_shape = { 4 } })
+    local server = harness.start(string.format("{host = '127.0.0.1', port = 0, threads = 2, models = %q, "
+      .. "drain_delay_ms = 0, max_write_queue_bytes = 4096, max_header_bytes = 1024, max_body_bytes = 65536, "
+      .. "header_timeout_ms = 100, body_timeout_ms = 100, idle_timeout_ms = 100, max_batch_size = 4, quiet = true}",
+      repo))
+    local bytes = harness.read_file("spec/data/http_pipelined_stall.bin")
+    local outcomes = {}
+    for try = 1, 4 do
+      local c = server:connect()
+      c:settimeout(3)
+      c:send(bytes)
+      local got = {}
+      repeat
+        local chunk, err, partial = c:receive(4096)
+        got[#got + 1] = chunk or partial
+      until err
+      local _, err = c:receive(1)
+      c:close()
+      local answered = select(2, table.concat(got):gsub("HTTP/1%.1 %d%d%d ", ""))
+      outcomes[try] = string.format("%s after %d answers", err, answered)
+    end
+    server:stop()
+    os.execute("rm -rf " .. repo)
+    for try = 1, 4 do assert.truthy(outcomes[try]:match("^closed"), "try " .. try .. ": " .. outcomes[try]) end
+  end)
+end)
+
 describe("lunet.serve failing after its server started", function()
   it("stops the server, frees the port and raises the error", function()
     local socket = require("socket")

@@ -13,6 +13,7 @@
 --
 -- Options (0 or absent means the default; see lunet_server_options in lunet.h): host, port,
 -- threads (event loops, each running its own graphs: the CPUs), max_connections, max_header_bytes, max_body_bytes,
+-- max_write_queue_bytes (answers unsent beyond which a connection's next request waits: 4 MiB),
 -- header_timeout_ms, body_timeout_ms, idle_timeout_ms, quiet (no access-log line per request),
 -- drain_delay_ms (after SIGTERM: readiness 503, serving on, then the listener closes; 5000, 0 for
 -- none), shutdown_timeout_ms (then at most this long for the open connections; 25000, 0: none),
@@ -34,6 +35,7 @@ local known = {
   host = "string", port = "number", max_connections = "number", max_header_bytes = "number",
   max_body_bytes = "number", header_timeout_ms = "number", body_timeout_ms = "number",
   idle_timeout_ms = "number", quiet = "boolean", on_listen = "function", threads = "number",
+  max_write_queue_bytes = "number",
   models = { string = true, table = true }, max_batch_size = "number", max_queue_delay_us = "number",
   max_queue_size = "number", drain_delay_ms = "number", shutdown_timeout_ms = "number", poll_ms = "number",
   token_file = "string", protect_health = "boolean", watch = "boolean",

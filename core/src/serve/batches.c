@@ -164,11 +164,17 @@ void serve_batches_run_due(serve_loop *l) {
 
 /* ---- submitting ----------------------------------------------------------------------------------- */
 
+/* Puts b on its loop's list of batches to run.  Outside the poll phase (a write that finished
+ * at once reports in the next pass's pending phase, a timeout in its timers phase, and either
+ * may parse a pipelined request), the check that runs batches would wait for the poll, and the
+ * poll for an event that may never come: a timer due now keeps the poll from waiting. */
 static void list_waiting(serve_batch *b) {
     if (b->listed) return;
+    serve_loop *l = b->loop;
     b->listed = true;
-    b->next_waiting = b->loop->waiting;
-    b->loop->waiting = b;
+    b->next_waiting = l->waiting;
+    l->waiting = b;
+    if (!l->polling) uv_timer_start(&l->delay, on_delay, 0, 0);
 }
 
 void serve_batch_submit(serve_conn *c, serve_model *m, infer_protocol protocol) {

@@ -34,7 +34,13 @@ static void on_wake(uv_async_t *h) {
     else if (wind_down) serve_loop_wind_down(l);
 }
 
-static void on_after_poll(uv_check_t *h) { serve_batches_run_due(h->data); }
+static void on_before_poll(uv_prepare_t *h) { ((serve_loop *)h->data)->polling = true; }
+
+static void on_after_poll(uv_check_t *h) {
+    serve_loop *l = h->data;
+    serve_batches_run_due(l);
+    l->polling = false;
+}
 
 bool serve_loop_init(serve_loop *l, serve_server *s, int index) {
     l->server = s;
@@ -46,9 +52,11 @@ bool serve_loop_init(serve_loop *l, serve_server *s, int index) {
     }
     uv_mutex_init(&l->inbox_lock);
     uv_async_init(&l->loop, &l->wake, on_wake);
+    uv_prepare_init(&l->loop, &l->before_poll);
     uv_check_init(&l->loop, &l->after_poll);
     uv_timer_init(&l->loop, &l->delay);
-    l->wake.data = l->after_poll.data = l->delay.data = l;
+    l->wake.data = l->before_poll.data = l->after_poll.data = l->delay.data = l;
+    uv_prepare_start(&l->before_poll, on_before_poll);
     uv_check_start(&l->after_poll, on_after_poll);
     return true;
 }
@@ -134,6 +142,7 @@ void serve_loop_stop(serve_loop *l) {
     }
     l->waiting = NULL;
     uv_close((uv_handle_t *)&l->wake, NULL);
+    uv_close((uv_handle_t *)&l->before_poll, NULL);
     uv_close((uv_handle_t *)&l->after_poll, NULL);
     uv_close((uv_handle_t *)&l->delay, NULL);
 }

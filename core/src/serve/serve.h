@@ -285,7 +285,9 @@ struct serve_loop {
     bool thread_started, stopped;
     serve_table *table;           /* what this loop serves (serve_loop_adopt moves it on) */
     uv_async_t wake;              /* connections handed over, a new table, or stop */
-    uv_check_t after_poll;        /* runs the batches a pass read */
+    uv_prepare_t before_poll;     /* marks the poll phase's start ... */
+    uv_check_t after_poll;        /* ... and end, where the batches a pass read run */
+    bool polling;                 /* between the two: a batch made now runs at the check */
     uv_timer_t delay;             /* for batches held back by max_queue_delay_us */
     uv_mutex_t inbox_lock;        /* guards inbox and stop_asked */
     uv_os_sock_t *inbox;          /* accepted sockets handed to this loop */
