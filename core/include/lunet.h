@@ -790,7 +790,10 @@ void lunet_alloc_set_cache_limit(size_t bytes);
  *     lunet_status s = lunet_server_run(srv);
  *     lunet_server_free(srv);
  *
- * The functions below are for that one thread, except lunet_server_stop (any thread).
+ * Threads: the functions below change what is served (add, remove, set_tokens, count_load) or
+ * wait for events (watch, wait); calls within each group must not overlap, and the two groups
+ * may run on different threads (they touch different state).  lunet_server_stop is safe from
+ * any thread; create, start and free belong to the thread that drives the server.
  */
 typedef struct lunet_server lunet_server;
 
