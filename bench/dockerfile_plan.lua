@@ -156,9 +156,12 @@ function handlers.COPY(args, line)
   call("step_copy", from, chown, paths)
 end
 
-function handlers.WORKDIR(args, line)
-  no_variables(args, line, "WORKDIR")
-  call("step_workdir", args)
+-- Instructions whose whole argument goes to their step as it is.
+for _, name in ipairs({ "WORKDIR", "USER", "STOPSIGNAL" }) do
+  handlers[name] = function(args, line)
+    no_variables(args, line, name)
+    call("step_" .. name:lower(), args)
+  end
 end
 
 function handlers.ENV(args, line)
@@ -180,19 +183,9 @@ function handlers.ENV(args, line)
   call("step_env", pairs_out)
 end
 
-function handlers.USER(args, line)
-  no_variables(args, line, "USER")
-  call("step_user", args)
-end
-
 function handlers.EXPOSE(args, line)
   no_variables(args, line, "EXPOSE")
   call("step_expose", words(args, line))
-end
-
-function handlers.STOPSIGNAL(args, line)
-  no_variables(args, line, "STOPSIGNAL")
-  call("step_stopsignal", args)
 end
 
 function handlers.HEALTHCHECK(args, line)

@@ -164,16 +164,8 @@ cleanup() {
 
 # ---- host tools ---------------------------------------------------------------------------------
 
-install_missing() {
-  local missing=() p
-  for p in "$@"; do
-    dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed' || missing+=("$p")
-  done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  say "installing on this machine (tools this script runs): ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
-}
+# shellcheck source=bench/debian_packages.sh
+. bench/debian_packages.sh
 
 # ---- the stages -----------------------------------------------------------------------------------
 
@@ -181,16 +173,21 @@ declare -A STAGE_ROOTS=()
 STAGE_COUNT=0
 STAGE=""
 ROOT=""
-WORKDIR=/
-USER_SPEC=""
-ENV_LIST=()
-EXPOSE=()
-STOPSIGNAL=SIGTERM
-HEALTHCHECK_OPTIONS=()
-HEALTHCHECK=()
-ENTRYPOINT=()
-CMD=()
-CMD_FROM_BASE=0
+
+# What a stage starts with: the base image's settings.
+new_stage_settings() {
+  WORKDIR=/
+  USER_SPEC=""
+  ENV_LIST=()
+  EXPOSE=()
+  STOPSIGNAL=SIGTERM
+  HEALTHCHECK_OPTIONS=()
+  HEALTHCHECK=()
+  ENTRYPOINT=()
+  CMD=(bash) # the base image's CMD
+  CMD_FROM_BASE=1
+}
+new_stage_settings
 LINE=0
 STEP=0
 
@@ -289,16 +286,7 @@ step_from() {
   STAGE_ROOTS[$STAGE]=$ROOT
   STAGE_ROOTS[$STAGE_COUNT]=$ROOT
   STAGE_COUNT=$((STAGE_COUNT + 1))
-  WORKDIR=/
-  USER_SPEC=""
-  ENV_LIST=()
-  EXPOSE=()
-  STOPSIGNAL=SIGTERM
-  HEALTHCHECK_OPTIONS=()
-  HEALTHCHECK=()
-  ENTRYPOINT=()
-  CMD=(bash) # the base image's CMD
-  CMD_FROM_BASE=1
+  new_stage_settings
   say ""
   say "== line $LINE: FROM $image${name:+ AS $name}  (stage $STAGE)"
   mkdir -p "$SCRATCH/stages"

@@ -42,27 +42,17 @@ WARMUP=${WARMUP:-2s}
 ROUNDS=${ROUNDS:-1}
 PEERS=${PEERS:-flask lunet}
 WRK_THREADS=${WRK_THREADS:-2}
-LUNET_THREADS=${LUNET_THREADS:-2}
 MAX_BATCH=${MAX_BATCH:-64}
 FLASK_PORT=${FLASK_PORT:-8501}
-LUNET_PORT=${LUNET_PORT:-0}
 IMAGE=${IMAGE:-1}
-SHARED=${SHARED:-../shared}
-KEEP_WORK=${KEEP_WORK:-0}
 
 PACKAGES=(wrk gunicorn python3-flask python3-torch curl lua5.4 lua-cjson dataset-fashion-mnist)
-INFER_PATH=/v2/models/mlp/infer
-START_TIMEOUT=120 # seconds for a server to become ready (the peer imports torch)
 
-WORK=""
-SERVER_PID=""
 SEGMENTS=()
 ROUND=0
-BASE_URL=""
 
 # shellcheck source=bench/serve_common.sh
 . bench/serve_common.sh
-
 
 start_flask() {
   local log_file=$WORK/flask.log

@@ -1,8 +1,22 @@
 # shellcheck shell=bash
-# Shell functions the serving benchmarks share (bench/serve*.sh): source
-# it after setting WORK (the scratch directory), KEEP_WORK, LUNET_PORT, LUNET_THREADS and
-# START_TIMEOUT.
-# A server started here is in SERVER_PID, reachable at BASE_URL.
+# Shell functions and settings the serving benchmarks share (bench/serve*.sh): source it from
+# the repository root after setting the script's own defaults.  A server started here is in
+# SERVER_PID, reachable at BASE_URL; WORK is the scratch directory prepare makes.
+
+# Settings every serving benchmark takes from the environment (defaults after ":-").
+LUNET_THREADS=${LUNET_THREADS:-2}   # the server's --threads
+LUNET_PORT=${LUNET_PORT:-0}         # 0: any free port
+KEEP_WORK=${KEEP_WORK:-0}           # 1 keeps the scratch directory (kept anyway on failure)
+SHARED=${SHARED:-../shared}         # the peers' files, relative to the repository root
+START_TIMEOUT=${START_TIMEOUT:-120} # seconds for a server to be ready (the Flask peer imports torch)
+# shellcheck disable=SC2034 # the scripts that source this file read it
+INFER_PATH=/v2/models/mlp/infer
+WORK=""
+SERVER_PID=""
+BASE_URL=""
+
+# shellcheck source=bench/debian_packages.sh
+. bench/debian_packages.sh
 
 log() { printf '%s: %s\n' "$(basename "$0")" "$*" >&2; }
 die() {
@@ -10,37 +24,34 @@ die() {
   exit 1
 }
 
-# Installs the Debian packages that are missing, as the Makefile's deps rule does.
-install_missing() {
-  local missing=() p
-  for p in "$@"; do
-    dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed' || missing+=("$p")
-  done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  log "installing Debian packages: ${missing[*]}"
-  local sudo=()
-  [ "$(id -u)" = 0 ] || sudo=(sudo)
-  "${sudo[@]}" apt-get update -qq
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
-}
+# The running server's resident memory in KiB.
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$SERVER_PID/status"; }
 
-# Stops the running server with SIGTERM (SIGKILL after 20 s) and waits for it.  Both servers
-# exit 0 on SIGTERM; another status is reported but does not fail the benchmark.
-stop_server() {
-  [ -n "$SERVER_PID" ] || return 0
-  local pid=$SERVER_PID i status=0
-  SERVER_PID=""
+# stop_pid PID SECONDS: SIGTERM, SIGKILL when PID still runs SECONDS later; waits for it and
+# leaves its exit status in STOPPED_STATUS (a variable: wait only works in this shell).
+stop_pid() {
+  local pid=$1 seconds=$2 i
+  STOPPED_STATUS=0
   kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 200; i++)); do
+  for ((i = 0; i < seconds * 10; i++)); do
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
   if kill -0 "$pid" 2>/dev/null; then
-    log "pid $pid did not stop within 20 s of SIGTERM; killing it"
+    log "pid $pid did not stop within $seconds s of SIGTERM; killing it"
     kill -KILL "$pid" 2>/dev/null || true
   fi
-  wait "$pid" 2>/dev/null || status=$?
-  [ "$status" -eq 0 ] || log "the server (pid $pid) exited with status $status"
+  wait "$pid" 2>/dev/null || STOPPED_STATUS=$?
+}
+
+# Stops the running server (SIGKILL after 20 s) and waits for it.  Both servers exit 0 on
+# SIGTERM; another status is reported but does not fail the benchmark.
+stop_server() {
+  [ -n "$SERVER_PID" ] || return 0
+  local pid=$SERVER_PID
+  SERVER_PID=""
+  stop_pid "$pid" 20
+  [ "$STOPPED_STATUS" -eq 0 ] || log "the server (pid $pid) exited with status $STOPPED_STATUS"
 }
 
 # The EXIT trap: stops the server, removes WORK (kept when the script failed, or KEEP_WORK=1).

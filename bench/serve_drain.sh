@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Graceful drain under load: does SIGTERM lose any request the server accepted?
 # Starts lunet's server (examples/serve.lua, the reference MLP of bench/serve_setup.lua) with
-# --drain-delay-ms DRAIN_MS, drives it with wrk at a steady rate (bench/post_paced.lua: each
+# --drain-delay-ms DRAIN_MS, drives it with wrk at a steady rate (bench/wrk_post.lua with DELAY_MS: each
 # of CONNECTIONS connections sends a request every DELAY_MS), sends SIGTERM SIGNAL_AFTER seconds
 # in, and reports:
 #   - how long after the signal /v2/health/ready first said 503 (curl every 10 ms);
@@ -29,15 +29,6 @@ DURATION=${DURATION:-10s}
 SIGNAL_AFTER=${SIGNAL_AFTER:-3}
 CONNECTIONS=${CONNECTIONS:-32}
 DELAY_MS=${DELAY_MS:-10}
-LUNET_THREADS=${LUNET_THREADS:-2}
-LUNET_PORT=${LUNET_PORT:-0}
-KEEP_WORK=${KEEP_WORK:-0}
-START_TIMEOUT=120
-INFER_PATH=/v2/models/mlp/infer
-
-WORK=""
-SERVER_PID=""
-BASE_URL=""
 
 # shellcheck source=bench/serve_common.sh
 . bench/serve_common.sh
@@ -48,7 +39,7 @@ main() {
   prepare serve-drain
   ACCESS_LOG=1 start_lunet 64 --drain-delay-ms "$DRAIN_MS"
 
-  BODY=$WORK/body.json DELAY_MS=$DELAY_MS wrk -t2 -c"$CONNECTIONS" -d"$DURATION" -s bench/post_paced.lua \
+  BODY=$WORK/body.json DELAY_MS=$DELAY_MS wrk -t2 -c"$CONNECTIONS" -d"$DURATION" -s bench/wrk_post.lua \
     "$BASE_URL$INFER_PATH" >"$WORK/wrk.out" 2>&1 &
   local wrk_pid=$!
   sleep "$SIGNAL_AFTER"

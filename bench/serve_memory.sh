@@ -25,22 +25,9 @@ FIRST=${FIRST:-100000}
 LIMIT_PCT=${LIMIT_PCT:-10}
 CHUNK=${CHUNK:-1s}
 CONNECTIONS=${CONNECTIONS:-32}
-LUNET_THREADS=${LUNET_THREADS:-2}
-LUNET_PORT=${LUNET_PORT:-0}
-KEEP_WORK=${KEEP_WORK:-0}
-START_TIMEOUT=120
-SHARED=${SHARED:-../shared}
-INFER_PATH=/v2/models/mlp/infer
-
-WORK=""
-SERVER_PID=""
-BASE_URL=""
 
 # shellcheck source=bench/serve_common.sh
 . bench/serve_common.sh
-
-
-rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$SERVER_PID/status"; }
 
 answered() {
   curl -s "$BASE_URL/metrics" | awk '/^lunet_requests_total\{model="mlp",/ {n += $2} END {printf "%d\n", n}'

@@ -2,7 +2,7 @@
 # A real Prometheus (Debian's prometheus) scrapes lunet's /metrics on loopback every second while
 # wrk loads the server, and its estimate of the 95th percentile request time,
 #   histogram_quantile(0.95, sum(rate(lunet_request_duration_seconds_bucket[1m])) by (le))
-# is held against wrk's own p95 (bench/wrk_p95.lua).  Then `promtool check metrics` reads the
+# is held against wrk's own p95 (bench/wrk_post.lua).  Then `promtool check metrics` reads the
 # server's /metrics text as it is after the load, every series there.
 #
 #   bash bench/serve_prometheus.sh
@@ -45,18 +45,10 @@ CONNECTIONS=${CONNECTIONS:-16}
 DELAY_MS=${DELAY_MS:-1}
 WRK_THREADS=${WRK_THREADS:-2}
 EVAL_BEFORE_END=${EVAL_BEFORE_END:-2}
-LUNET_THREADS=${LUNET_THREADS:-2}
 MAX_BATCH=${MAX_BATCH:-64}
-LUNET_PORT=${LUNET_PORT:-0}
-KEEP_WORK=${KEEP_WORK:-0}
-START_TIMEOUT=120
-INFER_PATH=/v2/models/mlp/infer
 EXPR='histogram_quantile(0.95, sum(rate(lunet_request_duration_seconds_bucket[1m])) by (le))'
 BUCKETS_EXPR='sum(rate(lunet_request_duration_seconds_bucket[1m])) by (le)'
 
-WORK=""
-SERVER_PID=""
-BASE_URL=""
 PROM_PID=""
 PROM_URL=""
 WRK_PID=""
@@ -67,15 +59,9 @@ WRK_PID=""
 # Stops Prometheus (SIGTERM, SIGKILL after 10 s).
 stop_prometheus() {
   [ -n "$PROM_PID" ] || return 0
-  local pid=$PROM_PID i
+  local pid=$PROM_PID
   PROM_PID=""
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 100; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
+  stop_pid "$pid" 10
 }
 
 # The EXIT trap: wrk and Prometheus, then serve_common.sh's cleanup (the server and WORK) with
@@ -158,7 +144,7 @@ main() {
   log "wrk -t$WRK_THREADS -c$CONNECTIONS for $DURATION s, DELAY_MS=$DELAY_MS, against $BASE_URL$INFER_PATH"
   # In the background, so that a signal stops the script at once rather than after wrk.
   BODY=$WORK/body.json DELAY_MS=$DELAY_MS wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" \
-    -s bench/wrk_p95.lua "$BASE_URL$INFER_PATH" >"$WORK/wrk.out" 2>&1 &
+    -s bench/wrk_post.lua "$BASE_URL$INFER_PATH" >"$WORK/wrk.out" 2>&1 &
   WRK_PID=$!
   local ended at result wrk_p95 failed=0 wrk_status=0
   wait "$WRK_PID" || wrk_status=$?

@@ -3,13 +3,13 @@
 # with no failed request, does a corrupt one leave the served version in place, and does
 # resident memory stay flat over many reloads?
 #
-# Part 1: wrk (wrk_versions.lua, CONNECTIONS connections as fast as they go) for DURATION; after
+# Part 1: wrk (wrk_post.lua counting answers by version, CONNECTIONS connections as fast as they go) for DURATION; after
 # a third of it version 2 is renamed into models/mlp/, after two thirds a corrupt version 3.
 # A background loop asks /v2/health/ready every 50 ms throughout.  Passes when wrk saw no
 # socket error and no non-2xx answer, answers came from version 1 and then version 2 and none
 # from 3, readiness was 200 every time, and lunet_model_loads_total{result="error"} is 1.
 #
-# Part 2: CYCLES reload cycles under a steady light load (post_paced.lua, 4 connections): each
+# Part 2: CYCLES reload cycles under a steady light load (wrk_post.lua with DELAY_MS, 4 connections): each
 # renames version k+1 in, waits until the server serves it, removes version k and waits until
 # it is unloaded.  VmRSS after cycle BASE_CYCLE is compared with after the last; passes when it
 # grew by at most LIMIT_PCT percent and the light load saw no error.
@@ -30,21 +30,9 @@ CONNECTIONS=${CONNECTIONS:-16}
 CYCLES=${CYCLES:-200}
 BASE_CYCLE=${BASE_CYCLE:-20}
 LIMIT_PCT=${LIMIT_PCT:-10}
-LUNET_THREADS=${LUNET_THREADS:-2}
-LUNET_PORT=${LUNET_PORT:-0}
-KEEP_WORK=${KEEP_WORK:-0}
-# shellcheck disable=SC2034 # serve_common.sh reads it
-START_TIMEOUT=120
-INFER_PATH=/v2/models/mlp/infer
-
-WORK=""
-SERVER_PID=""
-BASE_URL=""
 
 # shellcheck source=bench/serve_common.sh
 . bench/serve_common.sh
-
-rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$SERVER_PID/status"; }
 
 # roll_out VERSION [corrupt]: the model file (or garbage) staged beside the repository, then
 # renamed in whole, as an operator would.
@@ -86,7 +74,7 @@ part1() {
     sleep 0.05
   done) &
   local ready_pid=$!
-  BODY=$WORK/body.json wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" -s bench/wrk_versions.lua \
+  BODY=$WORK/body.json COUNT_VERSIONS=1 wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" -s bench/wrk_post.lua \
     "$BASE_URL$INFER_PATH" >"$WORK/wrk1.out" &
   local wrk_pid=$!
   sleep "$third"
@@ -127,7 +115,7 @@ part2() {
   local v=2 c base="" rss failed=0
   rm -rf "$WORK/models/mlp/1" "$WORK/models/mlp/3"
   wait_for 2
-  BODY=$WORK/body.json DELAY_MS=5 wrk -t1 -c4 -d3600s -s bench/post_paced.lua "$BASE_URL$INFER_PATH" \
+  BODY=$WORK/body.json DELAY_MS=5 wrk -t1 -c4 -d3600s -s bench/wrk_post.lua "$BASE_URL$INFER_PATH" \
     >"$WORK/wrk2.out" &
   local wrk_pid=$!
   for ((c = 1; c <= CYCLES; c++)); do

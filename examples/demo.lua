@@ -7,18 +7,13 @@
 -- Writes into dir: curves.svg, fashion_mlp.onnx, fashion_mlp_int8.onnx and the repository
 -- models/fashion_mlp/1/model.safetensors, models/fashion_mlp_int8/1/model.safetensors.
 local lunet = require("lunet")
+local lfs = require("lfs")
 local nn, optim, data, metrics = lunet.nn, lunet.optim, lunet.data, lunet.metrics
 lunet.manual_seed(0)
 
 local dir = arg[1] or "build/demo"
 local function quoted(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 local function make_directory(path) assert(os.execute("mkdir -p " .. quoted(path))) end
-local function file_size(path)
-  local f = assert(io.open(path, "rb"))
-  local size = f:seek("end")
-  f:close()
-  return size
-end
 make_directory(dir)
 
 print("lunet " .. lunet.version)
@@ -88,5 +83,5 @@ for _, m in ipairs(named) do
   make_directory(version_dir)
   -- fit recorded the input shape and the class names; the file keeps them for the server
   local path = m[1]:save(version_dir .. "/model.safetensors")
-  print(string.format("wrote %s (%.1f KiB)", path, file_size(path) / 1024))
+  print(string.format("wrote %s (%.1f KiB)", path, lfs.attributes(path, "size") / 1024))
 end

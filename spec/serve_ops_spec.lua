@@ -13,11 +13,14 @@ local function mlp(seed)
   return nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 10)):eval()
 end
 
-local function scratch_dir()
-  local dir = os.tmpname()
-  os.remove(dir)
-  assert(os.execute("mkdir -p " .. dir))
-  return dir
+local helpers = require("spec.helpers")
+local scratch_dir, remove_dir = helpers.make_directory, helpers.remove_directory
+
+-- A server on a free port with two event loops serving the repository, told to stop at once
+-- on SIGTERM; `more` adds options (Lua source, after a comma).
+local function start(repo, more)
+  return harness.start(string.format("{host = '127.0.0.1', port = 0, threads = 2, models = %q, drain_delay_ms = 0, "
+    .. "quiet = true, %s}", repo, more or ""))
 end
 
 -- Saves model as version `version` of `name` by writing it beside the repository and renaming
@@ -34,7 +37,7 @@ local function roll_out(repo, name, version, model_or_bytes)
   local target = string.format("%s/%s/%d", repo, name, version)
   if io.open(target .. "/model.safetensors", "rb") then -- a new file for a version served
     assert(os.rename(file, target .. "/model.safetensors"))
-    os.execute("rm -rf " .. staging)
+    remove_dir(staging)
   else
     assert(os.rename(staging, target))
   end
@@ -73,12 +76,11 @@ describe("a watched model repository", function()
     roll_out(repo, "hot", 1, models[1])
     -- poll_ms is a minute: whatever the server picks up within seconds, it saw through the
     -- file-system watch.
-    server = harness.start(string.format("{host = '127.0.0.1', port = 0, threads = 2, models = %q, "
-      .. "drain_delay_ms = 0, poll_ms = 60000, quiet = true}", repo))
+    server = start(repo, "poll_ms = 60000")
   end)
   teardown(function()
     if server then server:stop() end
-    os.execute("rm -rf " .. repo)
+    remove_dir(repo)
   end)
 
   local function infer(path, i)
@@ -128,7 +130,7 @@ describe("a watched model repository", function()
         seen[a.model_version] = seen[a.model_version] + 1
       end
     end
-    os.execute("rm -rf " .. work)
+    remove_dir(work)
     assert.is_true(seen["1"] > 0 and seen["2"] > 0,
       string.format("the load saw versions 1 and 2: %d and %d answers in %d rounds", seen["1"], seen["2"], last or 0))
     local _, meta = server:curl(server:url("/v2/models/hot"))
@@ -217,15 +219,14 @@ describe("a repository the system cannot watch", function()
     local repo = scratch_dir()
     local models = { mlp(41), mlp(42) }
     roll_out(repo, "polled", 1, models[1])
-    local server = harness.start(string.format("{host = '127.0.0.1', port = 0, threads = 2, models = %q, "
-      .. "drain_delay_ms = 0, poll_ms = 200, watch = false, quiet = true}", repo))
+    local server = start(repo, "poll_ms = 200, watch = false")
     roll_out(repo, "polled", 2, models[2])
     local switched = eventually(10, function()
       local status, text = server:post("/v2/models/polled/infer", body(6))
       return status == 200 and cjson.decode(text).model_version == "2"
     end)
     server:stop()
-    os.execute("rm -rf " .. repo)
+    remove_dir(repo)
     assert.is_true(switched, "polling did not find version 2")
   end)
 end)
@@ -238,12 +239,11 @@ describe("a version removed while a request waits in its batch", function()
     roll_out(repo, "slow", 1, models[1])
     -- Batches wait 1.5 s for company, so the request below is still waiting when its version goes.
     harness.write_file(repo .. "/slow/config.lua", "return {max_queue_delay_us = 1500000}")
-    server = harness.start(string.format("{host = '127.0.0.1', port = 0, threads = 2, models = %q, "
-      .. "drain_delay_ms = 0, poll_ms = 60000, quiet = true}", repo))
+    server = start(repo, "poll_ms = 60000")
   end)
   teardown(function()
     if server then server:stop() end
-    os.execute("rm -rf " .. repo)
+    remove_dir(repo)
   end)
 
   it("is answered by that version, which is freed afterwards", function()
@@ -265,7 +265,7 @@ describe("a version removed while a request waits in its batch", function()
     local answer = cjson.decode(harness.read_file(work .. "/answer"))
     assert.are.equal("1", answer.model_version)
     assert_close(expected(models[1], 5), answer.outputs[1].data)
-    os.execute("rm -rf " .. work)
+    remove_dir(work)
     assert.are.equal(404, (server:post("/v2/models/slow/versions/1/infer", body(5))))
   end)
 end)
@@ -285,12 +285,12 @@ describe("bearer tokens", function()
     write_tokens("# who may do what\n" .. token_line("infer-token-0123456789", "infer")
       .. token_line("metrics-token-0123456789", "metrics") .. token_line("admin-token-0123456789", "admin")
       .. token_line("both-token-0123456789", "infer,metrics"))
-    server = harness.start(string.format("{host = '127.0.0.1', port = 0, threads = 2, models = %q, "
-      .. "drain_delay_ms = 0, poll_ms = 60000, quiet = true, token_file = %q}", repo, tokens))
+    server = start(repo, string.format("poll_ms = 60000, token_file = %q", tokens))
   end)
   teardown(function()
     if server then server:stop() end
-    os.execute("rm -rf " .. repo .. " " .. tokens:match("^(.*)/"))
+    remove_dir(repo)
+    remove_dir(tokens:match("^(.*)/"))
   end)
 
   local function ask(path, token, post)
@@ -373,10 +373,8 @@ describe("pipelined requests, some broken, from a client that keeps its side ope
     local repo = scratch_dir()
     os.execute("mkdir -p " .. repo .. "/m/1")
     nn.Sequential(nn.Linear(4, 2)):save(repo .. "/m/1/model.safetensors", { input_shape = { 4 } })
-    local server = harness.start(string.format("{host = '127.0.0.1', port = 0, threads = 2, models = %q, "
-      .. "drain_delay_ms = 0, max_write_queue_bytes = 4096, max_header_bytes = 1024, max_body_bytes = 65536, "
-      .. "header_timeout_ms = 100, body_timeout_ms = 100, idle_timeout_ms = 100, max_batch_size = 4, quiet = true}",
-      repo))
+    local server = start(repo, "max_write_queue_bytes = 4096, max_header_bytes = 1024, max_body_bytes = 65536, "
+      .. "header_timeout_ms = 100, body_timeout_ms = 100, idle_timeout_ms = 100, max_batch_size = 4")
     local bytes = harness.read_file("spec/data/http_pipelined_stall.bin")
     local outcomes = {}
     for try = 1, 4 do
@@ -394,7 +392,7 @@ describe("pipelined requests, some broken, from a client that keeps its side ope
       outcomes[try] = string.format("%s after %d answers", err, answered)
     end
     server:stop()
-    os.execute("rm -rf " .. repo)
+    remove_dir(repo)
     for try = 1, 4 do assert.truthy(outcomes[try]:match("^closed"), "try " .. try .. ": " .. outcomes[try]) end
   end)
 end)

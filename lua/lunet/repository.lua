@@ -27,8 +27,9 @@ Repository.__index = Repository
 
 local function is_dir(path) return lfs.attributes(path, "mode") == "directory" end
 
--- What changes when a file is replaced or rewritten: device, inode, size, times.
-local function file_id(path)
+-- What changes when a file is replaced or rewritten: device, inode, size, times (nil when path
+-- is not a file).
+function M.file_id(path)
   local a = lfs.attributes(path)
   if not a or a.mode ~= "file" then return nil end
   return string.format("%s:%s:%s:%s:%s", a.dev, a.ino, a.size, a.modification, a.change)
@@ -102,18 +103,23 @@ function M.read_config(path)
   return config, text
 end
 
--- {name = {config =, config_text =, versions = {[v] = path}} or {problem = why}} of dir.
+-- What dir holds: {name = {config =, config_text =, versions = {[v] = path}, dir =} or
+-- {problem = why, dir =}} for each model with a version, and the directories to watch for
+-- changes (dir, every directory in it, and their version directories, files or not yet).
 function M.scan(dir)
   if not is_dir(dir) then error("the model repository " .. dir .. " is not a directory", 0) end
-  local found = {}
+  local found, dirs = {}, { dir }
   for name in lfs.dir(dir) do
     local model_dir = dir .. "/" .. name
     if name:sub(1, 1) ~= "." and is_dir(model_dir) then
+      dirs[#dirs + 1] = model_dir
       local versions = {}
       for version in lfs.dir(model_dir) do
-        local path = model_dir .. "/" .. version .. "/model.safetensors"
-        if version:match("^[1-9]%d*$") and lfs.attributes(path, "mode") == "file" then
-          versions[tonumber(version)] = path
+        local version_dir = model_dir .. "/" .. version
+        if version:match("^[1-9]%d*$") and is_dir(version_dir) then
+          dirs[#dirs + 1] = version_dir
+          local path = version_dir .. "/model.safetensors"
+          if lfs.attributes(path, "mode") == "file" then versions[tonumber(version)] = path end
         end
       end
       if next(versions) then
@@ -123,7 +129,8 @@ function M.scan(dir)
       end
     end
   end
-  return found
+  table.sort(dirs)
+  return found, dirs
 end
 
 local function sorted(t, descending)
@@ -136,15 +143,16 @@ local function sorted(t, descending)
   return keys
 end
 
--- `threads` compiled graphs of a model file.
-local function graphs_of(path, threads)
-  local model = model_file.load(path)
+-- `threads` compiled graphs of a model (a module, or a model file's path), one per event loop;
+-- raises why not, naming `where` (by default the path).
+function M.graphs(model, threads, where)
+  if type(model) == "string" then where, model = where or model, model_file.load(model) end
   local shape = model.input_shape
-  if not shape then error(path .. " records no input shape; save it with one", 0) end
+  if not shape then error(where .. " records no input shape; save it with one", 0) end
   local graphs = {}
   for i = 1, threads do
     local graph, reason = compile.compile(model, shape)
-    if not graph then error(path .. " cannot be served: " .. reason, 0) end
+    if not graph then error(where .. " cannot be served: " .. reason, 0) end
     graphs[i] = graph
   end
   return graphs
@@ -177,8 +185,9 @@ function Repository:load(name, entry, v, id, strict)
     if lv == v then labels[#labels + 1] = label end
   end
   table.sort(labels)
+  self.tried = true
   local ok, problem = pcall(function()
-    local spec = { name = name, version = v, graphs = graphs_of(path, self.server:threads()), labels = labels }
+    local spec = { name = name, version = v, graphs = M.graphs(path, self.server:threads()), labels = labels }
     for _, k in ipairs(M.BATCHING) do spec[k] = entry.config[k] or self.settings[k] end
     self.server:add_model(spec)
   end)
@@ -217,7 +226,7 @@ function Repository:sync_model(name, entry, strict)
   local served = self.served[name] or {}
   for _, v in ipairs(candidates) do
     if policy.latest and kept >= policy.latest then break end
-    local file = file_id(entry.versions[v])
+    local file = M.file_id(entry.versions[v])
     local id = file and (file .. "|" .. config_text)
     if id and served[v] == id then
       keep[v] = true
@@ -240,7 +249,8 @@ end
 
 -- Brings the server in step with the repository.
 function Repository:sync(strict)
-  local found = M.scan(self.dir)
+  local found
+  found, self.dirs = M.scan(self.dir)
   if strict and not next(found) then
     error("no models in " .. self.dir .. " (it must hold <name>/<version>/model.safetensors)", 0)
   end
@@ -266,26 +276,13 @@ function Repository:sync(strict)
       for v in pairs(versions) do self:remove(name, v, "its directory is gone") end
     end
   end
-  collectgarbage("collect") -- loaded models leave big tensors behind
+  if self.tried then -- a load, even one that failed, leaves big tensors behind
+    self.tried = false
+    collectgarbage("collect")
+  end
 end
 
--- The directories to watch: the repository, each directory in it, and their version directories.
-function Repository:paths()
-  local paths = { self.dir }
-  if not is_dir(self.dir) then return paths end
-  for name in lfs.dir(self.dir) do
-    local model_dir = self.dir .. "/" .. name
-    if name:sub(1, 1) ~= "." and is_dir(model_dir) then
-      paths[#paths + 1] = model_dir
-      for version in lfs.dir(model_dir) do
-        if version:match("^[1-9]%d*$") and is_dir(model_dir .. "/" .. version) then
-          paths[#paths + 1] = model_dir .. "/" .. version
-        end
-      end
-    end
-  end
-  table.sort(paths)
-  return paths
-end
+-- The directories to watch, as the last sync found them.
+function Repository:paths() return self.dirs or { self.dir } end
 
 return M

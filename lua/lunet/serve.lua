@@ -24,8 +24,6 @@
 -- system cannot report changes), protect_health (the health paths need a token too), and
 -- on_listen(port) (else a line "lunet: listening on http://HOST:PORT" on stdout).
 local core = require("lunet.core")
-local compile = require("lunet.compile")
-local model_file = require("lunet.model_file")
 local repository = require("lunet.repository")
 local token_file = require("lunet.token_file")
 
@@ -71,16 +69,10 @@ local function add_table(server, models, options)
       if math.type(version) ~= "integer" or version < 1 then
         error(string.format("lunet.serve: model %s: version %s is not a positive integer", name, tostring(version)), 0)
       end
-      local model, where = versions[version], string.format("model %s version %d", name, version)
-      if type(model) == "string" then model, where = model_file.load(model), model end
-      local shape = model.input_shape
-      if not shape then error("lunet.serve: " .. where .. " records no input shape; save it with one", 0) end
-      local graphs = {}
-      for i = 1, server:threads() do
-        local graph, reason = compile.compile(model, shape)
-        if not graph then error("lunet.serve: " .. where .. " cannot be served: " .. reason, 0) end
-        graphs[i] = graph
-      end
+      local where = type(versions[version]) == "string" and versions[version]
+        or string.format("model %s version %d", name, version)
+      local ok, graphs = pcall(repository.graphs, versions[version], server:threads(), where)
+      if not ok then error("lunet.serve: " .. graphs, 0) end
       local spec = { name = name, version = version, graphs = graphs }
       for _, k in ipairs(repository.BATCHING) do spec[k] = options[k] end
       server:add_model(spec)
@@ -95,7 +87,7 @@ end
 local function token_keeper(server, path)
   local applied
   return function(hangup, strict)
-    local id = token_file.id(path)
+    local id = repository.file_id(path)
     if id == applied and not hangup then return end
     local ok, tokens = pcall(token_file.read, path)
     if not ok then

@@ -5,8 +5,6 @@
 --
 -- A token is 16 to 256 visible ASCII characters.  read(path) raises "path:line: why" on the
 -- first bad line, so a broken file never half-applies.
-local lfs = require("lfs")
-
 local M = {}
 
 local SCOPES = { infer = true, metrics = true, admin = true }
@@ -41,13 +39,6 @@ function M.read(path)
   end
   f:close()
   return tokens
-end
-
--- What changes when the file is replaced or rewritten (nil when it is not there).
-function M.id(path)
-  local a = lfs.attributes(path)
-  if not a then return nil end
-  return string.format("%s:%s:%s:%s:%s", a.dev, a.ino, a.size, a.modification, a.change)
 end
 
 return M

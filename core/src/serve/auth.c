@@ -75,7 +75,7 @@ lunet_status lunet_server_set_tokens(lunet_server *s, const lunet_server_token *
             return lunet__fail(LUNET_ERR_ARG, "serve: token %d: scopes %u are not LUNET_SCOPE_* bits", i + 1,
                                tokens[i].scopes);
     }
-    serve_table *t = serve_table_copy(s->table, 0);
+    serve_table *t = serve_table_copy(s->table, 0, false);
     serve_token *keys = n > 0 ? calloc((size_t)n, sizeof *keys) : NULL;
     bool ok = t && (n <= 0 || keys);
     for (int i = 0; ok && i < n; i++) {
@@ -90,8 +90,6 @@ lunet_status lunet_server_set_tokens(lunet_server *s, const lunet_server_token *
         if (t) serve_table_free(t);
         return lunet__nomem("serve");
     }
-    for (int i = 0; i < t->n_tokens; i++) free(t->tokens[i].secret);
-    free(t->tokens);
     t->tokens = keys;
     t->n_tokens = n > 0 ? n : 0;
     t->auth = n >= 0;

@@ -74,15 +74,16 @@ static bool table_has(const serve_table *t, const serve_model *m) {
     return false;
 }
 
-serve_table *serve_table_copy(const serve_table *t, int extra) {
+serve_table *serve_table_copy(const serve_table *t, int extra, bool with_tokens) {
     serve_table *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     c->models = calloc((size_t)(t->n + extra) + 1, sizeof *c->models);
-    c->tokens = calloc((size_t)t->n_tokens + 1, sizeof *c->tokens);
-    if (!c->models || !c->tokens) goto fail;
+    if (!c->models) goto fail;
     if (t->n) memcpy(c->models, t->models, (size_t)t->n * sizeof *c->models);
     c->n = t->n;
+    if (!with_tokens) return c;
     c->auth = t->auth;
+    if (t->n_tokens && !(c->tokens = calloc((size_t)t->n_tokens, sizeof *c->tokens))) goto fail;
     for (int i = 0; i < t->n_tokens; i++) {
         serve_token *k = &c->tokens[i];
         *k = t->tokens[i];
@@ -280,19 +281,17 @@ lunet_status lunet_server_add_model(lunet_server *s, const lunet_server_model *o
     if (st != LUNET_OK) return st;
     serve_model *m = model_new(s, o);
     if (!m) return LUNET_ERR_NOMEM;
-    if ((st = warm(s, m)) != LUNET_OK) {
-        free(m->graphs); /* the caller still owns the graphs */
-        free(m->batches);
-        free(m);
-        return lunet__fail(st, "serve: model %s version %lld failed its warm-up run: %s", o->name,
-                           (long long)o->version, lunet_last_error());
-    }
-    serve_table *t = serve_table_copy(s->table, 1);
-    if (!t) {
+    serve_table *t = NULL;
+    if ((st = warm(s, m)) != LUNET_OK)
+        st = lunet__fail(st, "serve: model %s version %lld failed its warm-up run: %s", o->name, (long long)o->version,
+                         lunet_last_error());
+    else if (!(t = serve_table_copy(s->table, 1, true)))
+        st = lunet__nomem("serve");
+    if (st != LUNET_OK) { /* the caller still owns the graphs */
         free(m->graphs);
         free(m->batches);
         free(m);
-        return lunet__nomem("serve");
+        return st;
     }
     int old = index_of(t, m->name, m->version); /* replaced: the new one goes last, where labels look first */
     if (old >= 0) drop_at(t, old);
@@ -305,7 +304,7 @@ lunet_status lunet_server_remove_model(lunet_server *s, const char *name, int64_
     int i = index_of(s->table, name ? name : "", version);
     if (i < 0) return lunet__fail(LUNET_ERR_ARG, "serve: model %s version %lld is not served", name ? name : "(null)",
                                   (long long)version);
-    serve_table *t = serve_table_copy(s->table, 0);
+    serve_table *t = serve_table_copy(s->table, 0, true);
     if (!t) return lunet__nomem("serve");
     drop_at(t, i);
     serve_table_publish(s, t);

@@ -214,8 +214,9 @@ bool serve_model_metadata(const serve_table *t, const serve_model *m, serve_buf 
 bool serve_model_status(const serve_table *t, const char *name, size_t name_len, int64_t version, serve_buf *out);
 /* The repository index (Triton's repository extension): every version served. */
 bool serve_model_index(const serve_table *t, serve_buf *out);
-/* A copy of t to publish, with room for `extra` more models (NULL when out of memory). */
-serve_table *serve_table_copy(const serve_table *t, int extra);
+/* A copy of t to publish, with room for `extra` more models, and t's tokens unless the caller
+ * sets new ones (NULL when out of memory). */
+serve_table *serve_table_copy(const serve_table *t, int extra, bool with_tokens);
 /* Frees a table (not its models). */
 void serve_table_free(serve_table *t);
 /* Makes t the table the loops serve (the control thread only); the server owns it after. */

@@ -292,10 +292,15 @@ lunet_status lunet_server_start(lunet_server *s) {
     return LUNET_OK;
 }
 
-lunet_status lunet_server_run(lunet_server *s) {
-    lunet_status st = lunet_server_start(s);
+/* Waits until the loops have ended (their threads joined), passing over other events. */
+static void wait_stopped(serve_server *s) {
     lunet_server_event event = LUNET_SERVER_TIMEOUT;
     while (event != LUNET_SERVER_STOPPED && lunet_server_wait(s, -1, &event) == LUNET_OK) continue;
+}
+
+lunet_status lunet_server_run(lunet_server *s) {
+    lunet_status st = lunet_server_start(s);
+    if (s->started) wait_stopped(s);
     return st;
 }
 
@@ -303,9 +308,10 @@ void lunet_server_stop(lunet_server *s) { uv_async_send(&s->stop); }
 
 void lunet_server_free(lunet_server *s) {
     if (!s) return;
-    if (s->started && atomic_load(&s->loops_running) > 0) lunet_server_stop(s); /* still running */
-    lunet_server_event event = LUNET_SERVER_TIMEOUT; /* waits for the loops and joins their threads */
-    while (s->started && event != LUNET_SERVER_STOPPED && lunet_server_wait(s, -1, &event) == LUNET_OK) continue;
+    if (s->started) {
+        if (atomic_load(&s->loops_running) > 0) lunet_server_stop(s); /* still running */
+        wait_stopped(s);
+    }
     serve_stop_now(s); /* a server never run still holds its handles */
     for (int i = 0; i < s->loops_ready; i++) serve_loop_close(&s->loops[i]);
     if (s->listen_fd >= 0) close(s->listen_fd);
